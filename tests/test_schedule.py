@@ -1,0 +1,50 @@
+"""The schedule fires at the reference epochs (reference §3/§4 tables)."""
+
+import pytest
+
+from gaufuse_jax import schedule
+
+
+@pytest.fixture
+def ref():
+  return schedule.reference_schedule()
+
+
+def test_reference_phases(ref):
+  schedule.validate_schedule(ref)
+  p = lambda e: schedule.epoch_plan(ref, e)
+  assert p(0).spl_weight == 1.0 and p(100).spl_weight == 1.0 and p(101).spl_weight == 0.5
+  assert p(200).spl_weight == 0.5 and p(201).spl_weight == 1.0
+  assert not p(100).use_memory and p(101).use_memory
+  assert p(100).init_memory_after and not p(99).init_memory_after and not p(101).init_memory_after
+  assert p(200).label_mode == schedule.LABEL_NONE and p(200).pseudo_weight == 0.0
+  assert p(201).label_mode == schedule.LABEL_PLAIN
+  assert p(201).pseudo_weight == pytest.approx(10.35)
+  assert p(246).pseudo_weight < 50 and p(247).pseudo_weight == 50.0
+  assert p(250).label_mode == schedule.LABEL_PLAIN and p(251).label_mode == schedule.LABEL_DELTA
+  assert p(251).delta_scale == 2.0 and p(300).delta_scale == 2.0 and p(301).delta_scale == 2.15
+  assert p(349).delta_scale == 2.15
+
+
+def test_reference_generations_and_lr(ref):
+  temps = {e: schedule.epoch_plan(ref, e).generation_temperature for e in range(350)}
+  fired = {e: t for e, t in temps.items() if t is not None}
+  assert fired == {200: 0.02, 230: 0.02, 245: 0.02, 260: 0.002, 275: 0.002, 300: 0.0016}
+  lr = lambda e: schedule.epoch_plan(ref, e).learning_rate
+  assert [lr(e) for e in (0, 79, 80, 199, 200, 244, 245, 259, 260, 349)] == [
+      5e-5, 5e-5, 4e-5, 4e-5, 2.048e-5, 2.048e-5, 5.12e-7, 5.12e-7, 2.56e-7, 2.56e-7]
+
+
+def test_scaled_schedule():
+  s = schedule.reference_schedule(0.1)
+  assert s.num_epochs == 35 and s.warmup_epochs == 10 and s.pseudo_start == 20
+  assert tuple(s.generation_epochs) == (20, 23, 24, 26, 28, 30)
+  schedule.validate_schedule(s)
+  with pytest.raises(ValueError, match="collide"):
+    schedule.reference_schedule(0.01)
+
+
+def test_validate_errors(ref):
+  ref.lr_values = (1e-3,)
+  with pytest.raises(ValueError, match="lr_values"):
+    schedule.validate_schedule(ref)
