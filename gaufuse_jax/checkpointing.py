@@ -1,0 +1,95 @@
+"""Orbax checkpoints of the whole train state: keep the latest and the best, resume, fall back.
+
+A checkpoint step is the number of epochs completed. A step that cannot be restored (a corrupt
+or partial directory) is skipped with a warning and the previous one is tried, so a crash in the
+middle of a save never loses the run.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint of a run directory could be restored."""
+
+
+class Checkpointer:
+  """Keeps the ``keep_latest`` newest steps and the one with the best ``best_metric``.
+
+  Args:
+    directory: where the steps live (created if missing).
+    best_metric: key of the metrics dict passed to ``save`` that ranks steps (higher is better).
+    keep_latest: how many of the newest steps to keep.
+  """
+
+  def __init__(self, directory, *, best_metric: str, keep_latest: int = 2):
+    self.directory = pathlib.Path(directory).absolute()
+    self.best_metric = best_metric
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+        ocp.checkpoint_managers.LatestN(n=keep_latest),
+        ocp.checkpoint_managers.BestN(
+            get_metric_fn=lambda metrics: metrics[best_metric], reverse=False, n=1,
+            keep_checkpoints_without_metrics=False),
+    ])
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            preservation_policy=policy, best_fn=lambda metrics: metrics[best_metric],
+            best_mode="max", create=True, enable_async_checkpointing=False))
+
+  def save(self, step: int, state, metrics: dict | None = None) -> None:
+    """Saves ``state`` (an unreplicated pytree) as ``step``; ``metrics[best_metric]`` (when
+    given) ranks it for 'best'."""
+    # A step without an evaluation ranks below every evaluated one (mAP >= 0).
+    value = -1.0 if not metrics or self.best_metric not in metrics else metrics[self.best_metric]
+    metrics = {self.best_metric: float(value)}
+    self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+    self._manager.wait_until_finished()
+
+  def steps(self) -> list[int]:
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
+
+  def best_step(self) -> int | None:
+    return self._manager.best_step()
+
+  def restore(self, abstract_state=None, step: int | None = None):
+    """Restores ``step`` (default: the newest that restores) into the structure of
+    ``abstract_state`` (None: as saved, nested dicts of arrays; enough for ``["params"]``).
+
+    Returns:
+      ``(state, step)``, or ``(None, None)`` when the directory holds no step.
+
+    Raises:
+      CheckpointError: when steps exist but none can be restored (each failure is listed).
+    """
+    args = ocp.args.StandardRestore(
+        None if abstract_state is None else
+        jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state))
+    candidates = [step] if step is not None else sorted(self.steps(), reverse=True)
+    if not candidates:
+      return None, None
+    failures = []
+    for s in candidates:
+      try:
+        state = self._manager.restore(s, args=args)
+        if failures:
+          logging.warning("Restored checkpoint step %d after skipping unreadable steps: %s", s,
+                          "; ".join(failures))
+        return state, s
+      except Exception as e:  # orbax raises many types for a damaged directory
+        msg = f"step {s} in {self.directory}: {type(e).__name__}: {str(e)[:200]}"
+        logging.warning("Cannot restore checkpoint %s; trying the previous step.", msg)
+        failures.append(msg)
+    raise CheckpointError(
+        f"No checkpoint in {self.directory} could be restored (tried {candidates}):\n  "
+        + "\n  ".join(failures)
+        + "\nMove the directory away to start a fresh run, or pass another --workdir.")
+
+  def close(self) -> None:
+    self._manager.close()
