@@ -1,0 +1,109 @@
+"""Test-time localization on device: class gating, proposals, suppression (reference §5).
+
+The same function makes the fused instances of the pseudo-label pipeline (paper §3.2: the
+training targets come from the same post-processing as the test-time detections), with the
+training temperature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gaufuse_jax import fusion
+from gaufuse_jax import proposals as proposals_lib
+from gaufuse_jax import suppression
+
+
+def reference_thresholds() -> tuple[float, ...]:
+  """``arange(0.001, 0.04, 0.002)``: the 20 CAS thresholds of the reference (§5.3)."""
+  return tuple(float(x) for x in np.arange(0.001, 0.04, 0.002))
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalizationConfig:
+  """Post-processing settings (hashable: a static argument of jitted functions).
+
+  Attributes:
+    class_threshold: a class of a video is localized when its video score is >= this
+      (0.16 in the reference; GT labels are never used).
+    thresholds: CAS thresholds of the multi-threshold proposals.
+    max_proposals: N, padded proposals per (video, class) over all thresholds.
+    max_instances: K, padded instances kept per (video, class), in seed order.
+    min_length: shortest proposal in snippets.
+    outer_rule: outer-area width rule of the OIC score (see ``segments.outer_width``).
+    suppression: ``"fusion"`` (Gaussian weighted fusion), ``"nms"`` or ``"soft_nms"``.
+    temperature: fusion temperature (0.2 at test; 0.02-0.0016 for pseudo labels).
+    overlap_threshold: fusion / NMS overlap threshold (0.25 in the reference).
+    overlap: ``"candidate"`` (the authors' code) or ``"iou"``.
+    template: fusion template (see ``fusion.gaussian_weighted_fusion``).
+    soft_nms_sigma: Gaussian decay width of soft-NMS.
+  """
+  class_threshold: float = 0.16
+  thresholds: tuple[float, ...] = dataclasses.field(default_factory=reference_thresholds)
+  max_proposals: int = 256
+  max_instances: int = 32
+  min_length: int = 2
+  outer_rule: str = "gaufuse"
+  suppression: Literal["fusion", "nms", "soft_nms"] = "fusion"
+  temperature: float = 0.2
+  overlap_threshold: float = 0.25
+  overlap: str = "candidate"
+  template: str = "gaussian"
+  soft_nms_sigma: float = 0.5
+
+  def __post_init__(self):
+    if self.suppression not in ("fusion", "nms", "soft_nms"):
+      raise ValueError("LocalizationConfig.suppression must be 'fusion', 'nms' or 'soft_nms', "
+                       f"got {self.suppression!r}")
+    if not 1 <= self.max_instances <= self.max_proposals:
+      raise ValueError(f"LocalizationConfig.max_instances must be in [1, max_proposals="
+                       f"{self.max_proposals}], got {self.max_instances}")
+
+
+def _suppress(props: proposals_lib.Proposals, valid, cfg: LocalizationConfig):
+  segs = jnp.stack([props.start, props.end], axis=-1)
+  if cfg.suppression == "fusion":
+    return fusion.gaussian_weighted_fusion(
+        segs, props.score, valid, logits=props.inner, overlap_threshold=cfg.overlap_threshold,
+        temperature=cfg.temperature, overlap=cfg.overlap, template=cfg.template)
+  if cfg.suppression == "nms":
+    return suppression.nms(segs, props.score, valid, overlap_threshold=cfg.overlap_threshold,
+                           overlap=cfg.overlap)
+  return suppression.soft_nms(segs, props.score, valid, sigma=cfg.soft_nms_sigma,
+                              score_threshold=-jnp.inf, overlap=cfg.overlap)
+
+
+def localize(cas, video_scores, valid_length, cfg: LocalizationConfig):
+  """Action instances of every (video, class) from a CAS.
+
+  Args:
+    cas: ``[B, T, C]`` float CAS (C classes; include background or not as the caller wants).
+    video_scores: ``[B, C]`` float video-level class scores, for the class gate.
+    valid_length: ``[B]`` int, real snippets per video.
+    cfg: a ``LocalizationConfig`` (static).
+
+  Returns:
+    ``(instances, stats)``: ``suppression.Detections`` with leaves ``[B, C, K]`` (segments
+    ``[B, C, K, 2]`` in snippets, scores = fused OIC score, valid, index, count), in seed order;
+    stats: ``gated [B, C]`` bool and ``proposals_dropped [B, C]`` int32.
+  """
+  thresholds = jnp.asarray(cfg.thresholds, jnp.float32)
+  gated = video_scores >= cfg.class_threshold
+
+  def one(cas_1d, length, gate):
+    props = proposals_lib.generate_proposals(
+        cas_1d, length, thresholds, max_proposals=cfg.max_proposals, min_length=cfg.min_length,
+        outer_rule=cfg.outer_rule)
+    out = _suppress(props, props.valid & gate, cfg)
+    out = jax.tree.map(lambda x: x[:cfg.max_instances] if x.ndim else x, out)
+    return out._replace(count=jnp.minimum(out.count, cfg.max_instances)), props.num_dropped
+
+  per_class = jax.vmap(one, in_axes=(1, None, 0))               # over C
+  per_video = jax.vmap(per_class, in_axes=(0, 0, 0))            # over B
+  instances, dropped = per_video(cas, valid_length, gated)
+  return instances, {"gated": gated, "proposals_dropped": jnp.where(gated, dropped, 0)}

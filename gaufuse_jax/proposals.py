@@ -1,0 +1,149 @@
+"""Multi-threshold action proposals with an outer-inner contrast (OIC) score.
+
+One class's class activation sequence (CAS) ``[T]`` is thresholded at every value of
+``thresholds``; every maximal run of snippets above a threshold is a proposal, scored by the
+mean CAS inside it minus the mean CAS in the two outer areas beside it (issue 2 §2; the
+authors' ``getActLoc``, reference §5, and W-TALC/RSKP before it). Everything is static-shaped
+(prefix sums, no loop over snippets), so the function jits and vmaps over classes and videos.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gaufuse_jax import segments
+
+_OUTER_RULES = ("gaufuse", "wtalc")
+
+
+class Proposals(NamedTuple):
+  """Padded proposals of one CAS, sorted by ``score`` descending (padding last).
+
+  Attributes:
+    start: ``[N]`` float32, first snippet of the run (inclusive).
+    end: ``[N]`` float32, one past the last snippet of the run (half-open ``[start, end)``).
+    score: ``[N]`` float32, outer-inner contrast ``inner - outer``.
+    inner: ``[N]`` float32, mean CAS over ``[start, end)``.
+    valid: ``[N]`` bool; padding rows are False and hold zeros.
+    num_dropped: ``[]`` int32, runs that qualified but did not fit in ``N = max_proposals``.
+  """
+  start: jax.Array
+  end: jax.Array
+  score: jax.Array
+  inner: jax.Array
+  valid: jax.Array
+  num_dropped: jax.Array
+
+
+def _static_int(value, name: str, minimum: int) -> int:
+  try:
+    value = operator.index(value)
+  except TypeError:
+    raise TypeError(f"generate_proposals: {name} must be a static Python int, "
+                    f"got {type(value).__name__}") from None
+  if value < minimum:
+    raise ValueError(f"generate_proposals: {name} must be >= {minimum}, got {value}")
+  return value
+
+
+def generate_proposals(cas, valid_length, thresholds, *, max_proposals: int,
+                       min_length: int = 2,
+                       outer_rule: segments.OuterRule = "gaufuse") -> Proposals:
+  """Proposals of one class's CAS at several thresholds, scored by outer-inner contrast.
+
+  For every threshold ``thr`` and every maximal run ``[s, e)`` of ``cas > thr`` inside
+  ``[0, valid_length)`` with ``e - s >= min_length``:
+
+  * ``inner = mean(cas[s:e])``;
+  * ``w = segments.outer_width(e - s, outer_rule)``; the outer areas ``[s - w, s)`` and
+    ``[e, e + w)`` are clipped to ``[0, valid_length)`` and ``outer`` is the mean of ``cas``
+    over both together (0 when both are empty);
+  * ``score = inner - outer`` (the OIC score).
+
+  Runs are half-open and exact (no extra trailing snippet, unlike the authors' code, reference
+  §5/§9.7). Snippets at or past ``valid_length`` never take part, so extra padding of ``cas``
+  changes nothing. When more than ``max_proposals`` runs qualify, the highest-scoring ones are
+  kept and the rest counted in ``num_dropped``. The output is sorted by ``score`` descending;
+  equal scores keep the order (threshold index, start).
+
+  Args:
+    cas: ``[T]`` float array, the CAS of one class; NaN and +-inf count as 0.
+    valid_length: int scalar (may be traced), number of real snippets; clipped to ``[0, T]``.
+    thresholds: ``[H]`` float array (may be traced), e.g. ``arange(0.001, 0.04, 0.002)``
+      (reference §5.3, 20 values).
+    max_proposals: static int ``N >= 1``, padded output size.
+    min_length: static int ``>= 1``, shortest run kept, in snippets (reference: 2).
+    outer_rule: ``"gaufuse"`` (``floor(0.0785 * len**0.9)``, the authors' code) or ``"wtalc"``
+      (``floor(0.25 * len)``, W-TALC/RSKP); see ``segments.outer_width``.
+
+  Returns:
+    ``Proposals`` with ``[N]`` fields in snippet units, ``N = max_proposals``.
+
+  Raises:
+    ValueError: if ``cas`` is not 1-D or empty, ``thresholds`` is not 1-D or empty,
+      ``max_proposals < 1``, ``min_length < 1`` or ``outer_rule`` is unknown.
+    TypeError: if ``max_proposals`` or ``min_length`` is not a static int.
+  """
+  cas = jnp.asarray(cas)
+  thresholds = jnp.asarray(thresholds)
+  if cas.ndim != 1 or cas.shape[0] == 0:
+    raise ValueError(f"generate_proposals: cas must have shape [T] with T >= 1, got {cas.shape}")
+  if thresholds.ndim != 1 or thresholds.shape[0] == 0:
+    raise ValueError("generate_proposals: thresholds must have shape [H] with H >= 1, "
+                     f"got {thresholds.shape}")
+  max_proposals = _static_int(max_proposals, "max_proposals", 1)
+  min_length = _static_int(min_length, "min_length", 1)
+  if outer_rule not in _OUTER_RULES:
+    raise ValueError(f"generate_proposals: outer_rule must be one of {_OUTER_RULES}, "
+                     f"got {outer_rule!r}")
+
+  dtype = jnp.promote_types(cas.dtype, jnp.float32)
+  num_snippets = cas.shape[0]
+  t = jnp.arange(num_snippets, dtype=jnp.int32)
+  length_valid = jnp.clip(jnp.asarray(valid_length, jnp.int32), 0, num_snippets)
+  inside = t < length_valid
+  x = jnp.where(inside & jnp.isfinite(cas), cas.astype(dtype), 0.0)
+
+  # Prefix sums of the CAS centred on its mean over the valid part: smaller partial sums, so
+  # less float32 round-off. The mean cancels in `inner - outer` and is added back to `inner`.
+  centre = jnp.sum(x) / jnp.maximum(length_valid, 1).astype(dtype)
+  csum = jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(jnp.where(inside, x - centre, 0.0))])
+
+  above = (x[None, :] > thresholds.astype(dtype)[:, None]) & inside  # [H, T]
+  before = jnp.pad(above[:, :-1], ((0, 0), (1, 0)))
+  is_start = above & ~before
+  # End of the run through t: first u >= t that is not above the threshold (T if none).
+  end = jax.lax.cummin(jnp.where(above, num_snippets, t), axis=1, reverse=True)
+  start = jnp.broadcast_to(t, above.shape)
+  length = end - start
+  # A table lookup is cheaper than the power in outer_width at every (threshold, snippet).
+  width = segments.outer_width(jnp.arange(num_snippets + 1), outer_rule)[length]
+  left = jnp.maximum(start - width, 0)
+  right = jnp.minimum(end + width, length_valid)
+
+  csum_start, csum_end = csum[:-1], csum[end]
+  inner_dev = (csum_end - csum_start) / jnp.maximum(length, 1).astype(dtype)
+  outer_count = (start - left) + (right - end)
+  outer_sum = (csum_start - csum[left]) + (csum[right] - csum_end)
+  outer_dev = outer_sum / jnp.maximum(outer_count, 1).astype(dtype)
+  inner = inner_dev + centre
+  score = jnp.where(outer_count > 0, inner_dev - outer_dev, inner)
+  candidate = is_start & (length >= min_length)
+
+  # Keep the `max_proposals` best; top_k is stable, so ties keep (threshold, start) order.
+  num_candidates = candidate.size
+  pad = max(max_proposals - num_candidates, 0)
+  flat = lambda a, fill: jnp.pad(a.reshape(-1), (0, pad), constant_values=fill)
+  candidate = flat(candidate, False)
+  key = jnp.where(candidate, flat(score, 0.0), -jnp.inf)
+  _, order = jax.lax.top_k(key, max_proposals)
+  valid = candidate[order]
+  take = lambda a: jnp.where(valid, flat(a, 0).astype(dtype)[order], 0.0)
+  num_kept = jnp.sum(valid, dtype=jnp.int32)
+  return Proposals(
+      start=take(start), end=take(end), score=take(score), inner=take(inner), valid=valid,
+      num_dropped=jnp.sum(candidate, dtype=jnp.int32) - num_kept)
