@@ -1,0 +1,13 @@
+"""Thin absl mains over the library (``python -m launch.<name>``).
+
+XLA:CPU's concurrency-optimized scheduler deadlocks the RSKP train step when several host
+"devices" are forced (``--xla_force_host_platform_device_count=N``) on a small host; it is turned
+off here, before jax is imported, whenever host devices are forced.
+"""
+
+import os
+
+_FLAGS = os.environ.get("XLA_FLAGS", "")
+if ("xla_force_host_platform_device_count" in _FLAGS
+    and "xla_cpu_enable_concurrency_optimized_scheduler" not in _FLAGS):
+  os.environ["XLA_FLAGS"] = _FLAGS + " --xla_cpu_enable_concurrency_optimized_scheduler=false"

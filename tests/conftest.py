@@ -4,7 +4,10 @@ tests can run (the flag must be set before jax initialises its backends)."""
 import os
 import pathlib
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+# XLA:CPU's concurrency-optimized scheduler deadlocks the RSKP train step when two host
+# "devices" share two cores; turning it off costs nothing measurable here.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 "
+                      "--xla_cpu_enable_concurrency_optimized_scheduler=false")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402

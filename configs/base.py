@@ -1,0 +1,77 @@
+"""The authors' settings (reference §8, options.py), the base of every other config.
+
+Not a run on its own: it has no data source. See thumos14.py for the real-feature run.
+"""
+
+import ml_collections
+
+from gaufuse_jax import schedule
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 2                       # the reference seed
+  c.distributed = False            # True: jax.distributed.initialize() (multi-host / TPU pod)
+  c.num_devices = 0                # local devices to pmap over; 0 = all
+  c.batch_size = 10                # global per process; the reference accumulates 10 videos
+  c.max_snippets = 0               # > 0: train on seeded random crops of at most this length
+  c.bucket_sizes = ()              # padded lengths T_pad; () = picked from the data
+  c.memory_slots = 5               # tokens per class in the memory bank
+  c.checkpoint_every_epochs = 5
+  c.best_metric = "wtalc/mAP@0.1:0.7"
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "wtalc"          # "wtalc" (feature files), "semisynthetic", "embedded"
+  c.data.dataset = "Thumos14reduced"
+  c.data.data_dir = ""             # folder holding <dataset>-I3D-JOINTFeatures.npy
+  c.data.annotation_dir = ""       # default: <data_dir>/<dataset>-Annotations or data_dir
+  c.data.fps = 25.0
+  c.data.frames_per_snippet = 16.0
+  c.data.exclude_videos = ()       # e.g. ("video_test_0000270", "video_test_0001496")
+  c.data.feature_dim = 2048
+  c.data.seed = 0                  # generated data only
+  c.data.generator = ml_collections.ConfigDict()  # extra generator arguments (generated data)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.num_tokens = 8
+  c.model.em_iterations = 2
+  c.model.dropout_rate = 0.6
+  c.model.walk_weight = 0.5
+  c.model.logit_scale = 20.0
+  c.model.token_scale = 5.0
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.99
+  c.optimizer.eps = 1e-8
+  c.optimizer.weight_decay = 5e-4  # coupled L2, as torch.optim.Adam
+
+  c.schedule = schedule.reference_schedule(1.0)
+
+  c.pseudo = ml_collections.ConfigDict()
+  c.pseudo.class_threshold = 0.16
+  c.pseudo.thresholds = (0.001, 0.04, 0.002)   # arange(start, stop, step)
+  c.pseudo.frame_coef = 0.8
+  c.pseudo.video_coef = 0.6
+  c.pseudo.teacher_dropout = False  # the authors leave dropout on (reference §9 item 2)
+  c.pseudo.max_proposals = 256
+  c.pseudo.max_instances = 32
+  c.pseudo.outer_rule = "gaufuse"
+  c.pseudo.normalize = "sum"
+  c.pseudo.solver = "ipm"
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every_epochs = 5
+  c.eval.frame_coef = 0.85
+  c.eval.video_coef = 0.6
+  c.eval.class_threshold = 0.16
+  c.eval.thresholds = (0.001, 0.04, 0.002)
+  c.eval.temperature = 0.2
+  c.eval.overlap_threshold = 0.25
+  c.eval.outer_rule = "gaufuse"
+  c.eval.max_proposals = 256
+  c.eval.max_instances = 64
+  c.eval.suppression = "fusion"     # "fusion", "nms", "soft_nms"
+  c.eval.template = "gaussian"
+  c.eval.ambiguous_filter = True
+  return c

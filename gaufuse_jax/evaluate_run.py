@@ -1,0 +1,169 @@
+"""Using a trained run: evaluate a checkpoint, or localize actions in new feature files."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from absl import logging
+import jax
+import numpy as np
+
+from gaufuse_jax import checkpointing
+from gaufuse_jax import evaluation
+from gaufuse_jax import inference
+from gaufuse_jax import input_pipeline
+from gaufuse_jax import steps
+from gaufuse_jax import viz
+from gaufuse_jax.data import batching
+from gaufuse_jax.data import wtalc
+from gaufuse_jax.models import rskp
+
+
+def restore_checkpoint(config, workdir, checkpoint: str = "best"):
+  """The saved train state of ``checkpoint`` (``"best"``, ``"latest"`` or an epoch number) as
+  nested dicts of arrays, and its step.
+
+  Raises:
+    FileNotFoundError: when ``workdir/checkpoints`` holds no checkpoint.
+    ValueError: for a malformed ``checkpoint``.
+    checkpointing.CheckpointError: when it cannot be restored.
+  """
+  ckpt = checkpointing.Checkpointer(pathlib.Path(workdir) / "checkpoints",
+                                    best_metric=config.best_metric)
+  if checkpoint == "best":
+    step = ckpt.best_step()
+  elif checkpoint == "latest":
+    step = None
+  elif checkpoint.isdigit():
+    step = int(checkpoint)
+    if step not in ckpt.steps():
+      raise ValueError(f"--checkpoint={checkpoint}: no such step in {ckpt.directory}; "
+                       f"steps: {ckpt.steps()}")
+  else:
+    raise ValueError(f"--checkpoint must be 'best', 'latest' or an epoch number, got "
+                     f"{checkpoint!r}")
+  raw, step = ckpt.restore(None, step)
+  ckpt.close()
+  if raw is None:
+    raise FileNotFoundError(f"No checkpoint in {ckpt.directory}: train first (launch.train).")
+  return raw, step
+
+
+def evaluate_checkpoint(config, workdir, *, checkpoint="best", split="test", num_plots=0) -> dict:
+  """Evaluates a checkpoint on ``split``; writes ``workdir/eval_<step>/results`` (and plots).
+
+  Returns:
+    The metrics dict (both protocols and cmAP).
+  """
+  train_ds, test_ds = input_pipeline.load_datasets(config.data)
+  dataset = test_ds if split == "test" else train_ds
+  raw, step = restore_checkpoint(config, workdir, checkpoint)
+  model = inference.build_model(config, train_ds)
+  params = inference.replicate(raw["params"], config)
+  bucket_sizes = tuple(config.bucket_sizes) or batching.default_bucket_sizes(
+      np.concatenate([train_ds.lengths, test_ds.lengths]))
+  metrics, detections = inference.evaluate(config, params, dataset,
+                                           p_eval=inference.make_eval_step(config, model),
+                                           bucket_sizes=bucket_sizes)
+  out_dir = pathlib.Path(workdir) / f"eval_{step}"
+  inference.write_outputs(out_dir, dataset, metrics, detections)
+  if num_plots:
+    generations = np.asarray(raw["generations"]) if split == "train" else None
+    plot_videos(config, model, raw["params"], dataset, detections, metrics,
+                out_dir / "plots", num_plots=num_plots, generations=generations)
+  return metrics
+
+
+def plot_videos(config, model, params, dataset, detections, metrics, out_dir, *, num_plots,
+                generations=None):
+  """PNG plots of the first ``num_plots`` videos with ground truth, and mAP vs tIoU."""
+  loc = input_pipeline.localization_config(config.eval)
+  apply = jax.jit(lambda f, n: steps.frame_and_video_scores(
+      model.apply({"params": params}, f, n, train=False), frame_coef=config.eval.frame_coef,
+      video_coef=config.eval.video_coef) + (
+          model.apply({"params": params}, f, n, train=False)["o"]["attention"],))
+  gt = dataset.ground_truth()
+  shown = [v for v in range(len(dataset)) if len(dataset.segments[v])][:num_plots]
+  for v in shown:
+    feats = dataset.features[v]
+    cas, video_scores, attention = jax.device_get(
+        apply(feats[None], np.array([len(feats)], np.int32)))
+    classes = [int(c) for c in np.flatnonzero(video_scores[0, :-1] >= loc.class_threshold)]
+    classes = classes or [int(np.argmax(video_scores[0, :-1]))]
+    pick = lambda d: {k: d[k][d["video"] == v] for k in d}
+    pseudo = delta = None
+    if generations is not None:
+      pseudo = generations[0, v, :len(feats)]
+      delta = config.schedule.delta_scales[0] * (generations[0, v] - generations[1, v])[:len(feats)]
+    fig = viz.plot_video(
+        cas=cas[0], attention=attention[0], classes=classes,
+        class_names=list(dataset.class_names) + ["background"],
+        seconds_per_snippet=dataset.frames_per_snippet / dataset.fps,
+        pseudo_labels=pseudo, delta_labels=delta, detections=pick(detections),
+        ground_truth=pick(gt), title=dataset.video_names[v])
+    viz.save_figure(fig, pathlib.Path(out_dir) / f"{dataset.video_names[v]}.png")
+  viz.save_figure(viz.plot_map_vs_tiou(metrics), pathlib.Path(out_dir) / "map_vs_tiou.png")
+  logging.info("Wrote %d video plots and map_vs_tiou.png to %s", len(shown), out_dir)
+
+
+def load_feature_files(path, *, feature_dim: int) -> tuple[list[str], list[np.ndarray]]:
+  """Per-video features from a folder of ``<video>.npy`` files or one ``.npy`` file.
+
+  Raises:
+    FileNotFoundError: missing path or an empty folder.
+    ValueError: an array that is not ``[T, feature_dim]`` with T >= 2, or has NaN/inf (the
+      message names the file).
+  """
+  path = pathlib.Path(path)
+  if path.is_dir():
+    files = sorted(path.glob("*.npy"))
+    if not files:
+      raise FileNotFoundError(f"--features={path}: folder holds no .npy file")
+  elif path.is_file():
+    files = [path]
+  else:
+    raise FileNotFoundError(f"--features={path}: no such file or folder")
+  names, features = [], []
+  for f in files:
+    x = np.load(f, allow_pickle=False)
+    if x.ndim != 2 or x.shape[1] != feature_dim or x.shape[0] < 2:
+      raise ValueError(f"{f}: expected features [T >= 2, D = {feature_dim}], found {x.shape}")
+    if not np.all(np.isfinite(x)):
+      raise ValueError(f"{f}: {int(np.sum(~np.isfinite(x).all(1)))} snippets hold NaN/inf")
+    names.append(f.stem)
+    features.append(x.astype(np.float32))
+  return names, features
+
+
+def localize_features(config, workdir, features_path, output, *, checkpoint="best") -> dict:
+  """Detections in seconds for unannotated videos, written as ActivityNet-format JSON.
+
+  Returns:
+    The results dict that was written to ``output``.
+  """
+  info = inference.read_run_info(workdir)
+  names, features = load_feature_files(features_path, feature_dim=info["feature_dim"])
+  num_classes = len(info["class_names"])
+  dataset = wtalc.VideoDataset(
+      name="unlabelled", split="unlabelled", class_names=tuple(info["class_names"]),
+      video_names=tuple(names), features=features,
+      labels=np.zeros((len(names), num_classes), np.float32),
+      segments=[np.zeros((0, 2))] * len(names), segment_labels=[np.zeros(0, np.int32)] * len(names),
+      durations=np.array([len(f) * info["frames_per_snippet"] / info["fps"] for f in features]),
+      ambiguous={}, fps=info["fps"], frames_per_snippet=info["frames_per_snippet"])
+  raw, step = restore_checkpoint(config, workdir, checkpoint)
+  model = rskp.RSKP(num_classes=num_classes, feature_dim=info["feature_dim"], **config.model)
+  detections, _ = inference.detect(
+      config, inference.replicate(raw["params"], config), dataset,
+      p_eval=inference.make_eval_step(config, model),
+      bucket_sizes=batching.default_bucket_sizes(dataset.lengths))
+  results = evaluation.results_json(detections, dataset.video_names, dataset.class_names,
+                                    fps=dataset.fps, frames_per_snippet=dataset.frames_per_snippet)
+  evaluation.validate_results_json(results)
+  output = pathlib.Path(output)
+  output.parent.mkdir(parents=True, exist_ok=True)
+  output.write_text(json.dumps(results))
+  logging.info("Checkpoint step %d: %d detections in %d videos -> %s", step,
+               len(detections["score"]), len(names), output)
+  return results

@@ -1,0 +1,634 @@
+"""LinPro: snippet pseudo labels from fused instances by a linear program (paper §3.2, eq. 5-6).
+
+For one video and one class, the K fused instances ``[s_k, e_k)`` (snippets) with scores
+``b_k`` give the constraints (paper eq. 5, the authors' ``compute_score_matrix``, reference §2)
+
+  ``sum_{t in inner_k} a_k(t) x_t - sum_{t in outer_k} a_k(t) x_t = b_k``,
+
+with the inner area ``[floor(s_k), floor(e_k))``, an outer area of
+``segments.outer_width(floor(e_k) - floor(s_k), outer_rule)`` snippets on each side, all clipped to
+``[0, valid_length)``, and ``a_k = 1`` (``normalize="sum"``, the authors' code: a constraint on
+sums) or ``a_k = 1 / |area|`` (``normalize="mean"``, the paper's text: "the average score of
+snippets within an action boundary equals its confidence"). The label is the solution of
+(paper eq. 6)
+
+  ``minimize sum_t x_t  subject to  A x = b,  0 <= x <= 1``,
+
+after which snippets with identical columns of ``A`` ("equivalent snippets") get the average of
+their values. We do that exactly and cheaply (issue 3 §2):
+
+* **Reduction.** Columns of ``A`` are piecewise constant between the breakpoints (area bounds), so
+  snippets are grouped into regions between sorted breakpoints and regions with identical columns
+  (e.g. the left and right outer areas of an instance) into *classes*. The reduced LP has one
+  variable per class, the class mass ``m_c = sum_{t in c} x_t`` in ``[0, |c|]``, with cost 1 and
+  constraint coefficient ``a_k(c)``. Any solution of the full LP averaged over classes is feasible
+  and optimal for the reduced LP and vice versa, so the optima agree (tested against HiGHS on the
+  full LP) and the broadcast labels ``x_t = m_c / |c|`` are equal on equivalent snippets by
+  construction.
+* **Decomposition.** Instances whose supports (inner plus outer areas) do not overlap, directly or
+  through others, give independent LPs. Rows are sorted by support start, split into connected
+  components and consecutive components are packed into blocks of ``block_rows`` rows, each
+  solved as its own small LP (the solve is exact; it only changes the cost, from dense ``O(K^3)``
+  to ``O(K * block_rows^2)``). If a component has more than ``block_rows`` rows, the problems of
+  the batch that need it are solved as one dense block (``info["dense"]``).
+* **Infeasible LPs** (e.g. a negative score on an instance without outer area, nested instances
+  without outer area whose scores decrease inwards, identical rows with different scores; the
+  authors' code writes NaN into the labels then, reference §2) are handled by solving the
+  *elastic* LP: every row gets slacks ``p_k, n_k >= 0`` with ``E m + p - n = b`` and the objective
+  ``sum m + penalty * sum (p + n)``. For a feasible LP with ``penalty`` above the largest optimal
+  dual (exact penalty) its solution is the LP solution; otherwise it is the label that violates
+  the instance constraints least (in total, mass units), then has the least mass. Such problems
+  are reported with ``info["status"] == STATUS_RELAXED`` and their violated rows counted. A solve
+  that does not pass our own optimality certificate (primal residual, bounds, duality gap, all
+  finite) gives zero labels for the class and ``STATUS_FAILED``. Labels are never NaN or inf.
+
+Solvers (``solver=``), all jitted and batched with ``vmap`` over blocks and problems; all solve the
+same elastic reduced LP in standard form ``min c.x, A x = b, 0 <= x <= u``:
+
+* ``"ipm"`` (default): a Mehrotra predictor-corrector interior-point method written here that
+  factorises the ``block_rows x block_rows`` normal equations ``A diag(theta) A^T`` (Cholesky,
+  regularised), converging in ~10-20 iterations to ~1e-9 (float64) / ~1e-6 (float32).
+* ``"qpax"``: qpax's primal-dual interior point (``Q = 0``); it factorises the dense ``n x n``
+  Hessian (``n`` = classes + slacks, about ``6 * block_rows``), so it does ``O(n^3)`` work per
+  iteration; its float32 ``converged`` flag is unreliable, our certificate decides.
+* ``"mpax"``: PDLP (``r2HPDHG``, restarted Halpern PDHG) with an ``iteration_limit``; first order,
+  needs hundreds to thousands of matrix-vector products.
+* ``"jaxopt"``: jaxopt ``BoxOSQP`` (ADMM) with ``Q = 0``; slow to converge on LPs and stalls
+  around 1e-4 relative accuracy, so its default acceptance tolerance is looser.
+
+Why ``"ipm"`` is the default: measured by ``benchmarks/linpro.py`` on the THUMOS14-sized workload
+(see the README of that script's output and the report of issue 3), it is the fastest and the
+most accurate of the four; qpax is as accurate but does ``O(n^3)`` work on the Hessian instead of
+``O(block_rows^3)`` on the normal equations, mpax and BoxOSQP need orders of magnitude more
+iterations (and BoxOSQP does not reach the tolerance).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal, NamedTuple
+import warnings
+
+import jax
+import jax.numpy as jnp
+
+from gaufuse_jax import segments as segments_lib
+
+Normalize = Literal["sum", "mean"]
+Solver = Literal["ipm", "qpax", "mpax", "jaxopt"]
+SOLVERS = ("ipm", "qpax", "mpax", "jaxopt")
+NORMALIZATIONS = ("sum", "mean")
+
+STATUS_SOLVED = 0  # all instance constraints hold (to tolerance): the LP optimum.
+STATUS_RELAXED = 1  # infeasible LP: elastic solution, some rows violated (counted).
+STATUS_FAILED = 2  # no certified solution: zero labels for the class.
+
+_INNER, _OUTER = 1, 2
+# Cost of one unit (snippet x label) of constraint violation, relative to one unit of label mass.
+# Exact for feasible problems when above the largest optimal dual; the duals of these LPs are
+# small (mostly +-1, a few units where rows interlock), checked against HiGHS in the tests.
+_PENALTY = 1e3
+
+
+# --------------------------------------------------------------------------------------------
+# Constraints.
+
+
+def _check_options(outer_rule=None, normalize=None, solver=None):
+  if outer_rule is not None and outer_rule not in ("gaufuse", "wtalc"):
+    raise ValueError(f"outer_rule must be 'gaufuse' or 'wtalc', got {outer_rule!r}")
+  if normalize is not None and normalize not in NORMALIZATIONS:
+    raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+  if solver is not None and solver not in SOLVERS:
+    raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+
+
+def _check_shapes(segments, scores, valid, name="linpro"):
+  if segments.ndim < 2 or segments.shape[-1] != 2:
+    raise ValueError(f"{name}: segments must have shape [..., K, 2], got {segments.shape}")
+  if scores.shape != segments.shape[:-1]:
+    raise ValueError(
+        f"{name}: scores must have shape {segments.shape[:-1]} (segments[..., 0]), "
+        f"got {scores.shape}")
+  if valid.shape != scores.shape:
+    raise ValueError(f"{name}: valid must have shape {scores.shape}, got {valid.shape}")
+
+
+def instance_areas(segments, valid, valid_length, outer_rule="gaufuse"):
+  """Integer area bounds of each instance: left outer, inner, right outer.
+
+  Args:
+    segments: ``[K, 2]`` float ``(start, end)`` in snippets.
+    valid: ``[K]`` bool.
+    valid_length: int scalar, number of real snippets ``L`` of the video.
+    outer_rule: rule of ``segments.outer_width``.
+
+  Returns:
+    ``[K, 4]`` int32 ``(left_lo, inner_lo, inner_hi, right_hi)``: the inner area is
+    ``[floor(s), floor(e))`` and the outer areas ``[floor(s) - w, floor(s))`` and
+    ``[floor(e), floor(e) + w)`` with ``w = outer_width(floor(e) - floor(s))``, all clipped to
+    ``[0, L]`` (so ``left_lo <= inner_lo <= inner_hi <= right_hi``); all zero for invalid rows.
+  """
+  length = jnp.asarray(valid_length, jnp.int32)
+  start = jnp.floor(segments[:, 0]).astype(jnp.int32)
+  end = jnp.floor(segments[:, 1]).astype(jnp.int32)
+  width = segments_lib.outer_width(end - start, outer_rule)
+  inner_lo = jnp.clip(start, 0, length)
+  inner_hi = jnp.clip(end, inner_lo, length)
+  left_lo = jnp.clip(start - width, 0, inner_lo)
+  right_hi = jnp.clip(end + width, inner_hi, length)
+  areas = jnp.stack([left_lo, inner_lo, inner_hi, right_hi], axis=-1)
+  return jnp.where(valid[:, None], areas, 0)
+
+
+def _area_codes(areas, points):
+  """``[K, P]`` int32: ``_INNER`` / ``_OUTER`` / 0 for each instance at integer ``points [P]``."""
+  p = points[None, :]
+  left_lo, inner_lo, inner_hi, right_hi = (areas[:, i:i + 1] for i in range(4))
+  inner = (p >= inner_lo) & (p < inner_hi)
+  outer = ((p >= left_lo) & (p < inner_lo)) | ((p >= inner_hi) & (p < right_hi))
+  return jnp.where(inner, _INNER, jnp.where(outer, _OUTER, 0))
+
+
+def _coefficients(areas, codes, normalize, dtype):
+  """``[K, P]`` constraint coefficients for area ``codes [K, P]``: +-1 or +-1/area size."""
+  if normalize == "sum":
+    inner = outer = jnp.ones(areas.shape[0], dtype)
+  else:
+    n_inner = (areas[:, 2] - areas[:, 1]).astype(dtype)
+    n_outer = (areas[:, 1] - areas[:, 0] + areas[:, 3] - areas[:, 2]).astype(dtype)
+    inner = 1.0 / jnp.maximum(n_inner, 1.0)
+    outer = 1.0 / jnp.maximum(n_outer, 1.0)
+  return jnp.where(codes == _INNER, inner[:, None],
+                   jnp.where(codes == _OUTER, -outer[:, None], 0.0)).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("num_snippets", "outer_rule", "normalize"))
+def linpro_constraints(segments, scores, valid, valid_length, *, num_snippets,
+                       outer_rule="gaufuse", normalize="sum"):
+  """LinPro constraint matrix of one video and class (paper eq. 5, reference §2).
+
+  Args:
+    segments: ``[K, 2]`` float fused instances ``(start, end)`` in snippets.
+    scores: ``[K]`` float instance scores ``b``.
+    valid: ``[K]`` bool, padding rows are False.
+    valid_length: int scalar ``L <= T``; snippets ``>= L`` are padding (columns all zero).
+    num_snippets: static ``T``.
+    outer_rule: ``"gaufuse"`` (``floor(0.0785 len^0.9)`` per side) or ``"wtalc"``
+      (``floor(0.25 len)``), see ``segments.outer_width``; ``len = floor(e) - floor(s)``.
+    normalize: ``"sum"`` (default, the authors' code): +1 on the inner area, -1 on the outer
+      areas, so the constraint is on label sums; ``"mean"`` (the paper's text): ``+1/|inner|``
+      and ``-1/|outer|`` (both sides together), a constraint on mean labels.
+
+  Returns:
+    ``A``: ``[K, T]`` float (default float dtype); row k as in the module docstring, zero for
+    invalid rows. ``b``: ``[K]``, ``scores`` where valid, else 0.
+
+  Raises:
+    ValueError: for bad shapes or unknown ``outer_rule`` / ``normalize``.
+  """
+  _check_options(outer_rule, normalize)
+  segments, scores, valid = _as_arrays(segments, scores, valid)
+  _check_shapes(segments, scores, valid, "linpro_constraints")
+  if segments.ndim != 2:
+    raise ValueError(f"linpro_constraints: segments must have shape [K, 2], got {segments.shape}")
+  dtype = scores.dtype
+  areas = instance_areas(segments, valid, valid_length, outer_rule)
+  codes = _area_codes(areas, jnp.arange(num_snippets, dtype=jnp.int32))
+  return _coefficients(areas, codes, normalize, dtype), jnp.where(valid, scores, 0.0)
+
+
+def _as_arrays(segments, scores, valid):
+  dtype = jnp.result_type(float)
+  return (jnp.asarray(segments, dtype), jnp.asarray(scores, dtype), jnp.asarray(valid, bool))
+
+
+# --------------------------------------------------------------------------------------------
+# Decomposition into blocks of independent rows.
+
+
+def _num_blocks(num_rows, block_rows):
+  # Next fit of components of <= block_rows rows: two consecutive blocks hold > block_rows rows.
+  return 2 * -(-num_rows // block_rows) - 1
+
+
+def _components(areas, valid):
+  """Connected components of one problem's rows (supports overlapping, transitively).
+
+  Rows are sorted by support start (``left_lo``, invalid rows last); a component is then a run
+  of sorted rows. Returns ``order [K]`` (sorted row indices), ``starts [K]`` (bool, a sorted row
+  opens a component), ``size [K]`` (rows in the component of each sorted row) and ``ok [K]``
+  (the sorted row is valid).
+  """
+  num_rows = areas.shape[0]
+  lo, hi = areas[:, 0], areas[:, 3]
+  order = jnp.argsort(jnp.where(valid, lo, jnp.iinfo(jnp.int32).max), stable=True)
+  lo, hi, ok = lo[order], hi[order], valid[order]
+  reach = jax.lax.cummax(jnp.where(ok, hi, -1))
+  starts = ok & (lo >= jnp.concatenate([jnp.full((1,), -1, reach.dtype), reach[:-1]]))
+  component = jnp.maximum(jnp.cumsum(starts) - 1, 0)
+  size = jax.ops.segment_sum(ok.astype(jnp.int32), component, num_rows)[component]
+  return order, starts, jnp.where(ok, size, 0), ok
+
+
+def _largest_component(areas, valid):
+  return jnp.max(_components(areas, valid)[2])
+
+
+def _pack_blocks(areas, valid, block_rows):
+  """Packs the rows of one problem into blocks of independent rows, in time order.
+
+  Components (``_components``) are packed by next fit into blocks of ``block_rows`` rows; a
+  component larger than that is truncated (the caller picks ``block_rows`` to avoid it).
+  Returns ``rows [NB, block_rows]`` int32 row indices, ``K`` for empty slots.
+  """
+  num_rows = areas.shape[0]
+  num_blocks = _num_blocks(num_rows, block_rows)
+  order, starts, size, ok = _components(areas, valid)
+
+  def next_fit(carry, row):
+    block, fill = carry
+    is_start, row_size, row_ok = row
+    new = is_start & (fill > 0) & (fill + row_size > block_rows)
+    block, fill = block + new, jnp.where(new, 0, fill)
+    return (block, fill + row_ok), (block, fill)
+
+  _, (block, slot) = jax.lax.scan(next_fit, (jnp.int32(0), jnp.int32(0)), (starts, size, ok))
+  block = jnp.where(ok, block, num_blocks)  # invalid rows are dropped by the scatter
+  rows = jnp.full((num_blocks, block_rows), num_rows, jnp.int32)
+  return rows.at[block, slot].set(order.astype(jnp.int32), mode="drop")
+
+
+# --------------------------------------------------------------------------------------------
+# The reduced elastic LP of one block.
+
+
+class ElasticLP(NamedTuple):
+  """``min sum(m) + penalty * sum(p + n)  s.t.  E m + p - n = b,  0 <= m <= upper,
+  0 <= p, n <= slack_upper`` (one block; ``m`` class masses, ``p, n`` row slacks)."""
+  matrix: jax.Array  # E [Kb, R]
+  rhs: jax.Array  # b [Kb]
+  upper: jax.Array  # [R]
+  slack_upper: jax.Array  # [Kb]
+
+
+def _bounds_and_cost(lp):
+  """Upper bounds and costs of the stacked variables ``x = [m (R), p (Kb), n (Kb)]``."""
+  dtype = lp.rhs.dtype
+  upper = jnp.concatenate([lp.upper, lp.slack_upper, lp.slack_upper])
+  num_regions, num_rows = lp.upper.shape[0], lp.rhs.shape[0]
+  cost = jnp.concatenate([jnp.ones(num_regions, dtype), jnp.full((2 * num_rows,), _PENALTY, dtype)])
+  return upper, cost
+
+
+def _apply(lp, x):
+  """``A x = E m + p - n``."""
+  num_regions, num_rows = lp.upper.shape[0], lp.rhs.shape[0]
+  return lp.matrix @ x[:num_regions] + x[num_regions:num_regions + num_rows] - x[num_regions +
+                                                                                   num_rows:]
+
+
+def _apply_transpose(lp, y):
+  """``A^T y = [E^T y, y, -y]``."""
+  return jnp.concatenate([lp.matrix.T @ y, y, -y])
+
+
+def standard_form(lp):
+  """Explicit ``(cost [n], A [Kb, n], b [Kb], upper [n])`` of ``min c.x, A x = b, 0 <= x <= u``."""
+  upper, cost = _bounds_and_cost(lp)
+  eye = jnp.eye(lp.rhs.shape[0], dtype=lp.rhs.dtype)
+  return cost, jnp.concatenate([lp.matrix, eye, -eye], axis=1), lp.rhs, upper
+
+
+def _class_representatives(codes):
+  """``[P]`` index of the first column of ``codes [Kb, P]`` (values 0..2) equal to each column."""
+  digits = 19  # 3**19 < 2**31: a column chunk of 19 codes is one exact int32 hash.
+  num_rows, num_points = codes.shape
+  words = -(-num_rows // digits)
+  codes = jnp.pad(codes, ((0, words * digits - num_rows), (0, 0))).reshape(words, digits, -1)
+  powers = (3**jnp.arange(digits, dtype=jnp.int32))[None, :, None]
+  hashes = jnp.sum(codes * powers, axis=1)
+  same = jnp.all(hashes[:, :, None] == hashes[:, None, :], axis=0)
+  return jnp.argmax(same, axis=1)
+
+
+def _reduce_block(areas, valid, scores, normalize):
+  """Reduced elastic LP of one block of ``Kb`` rows (``areas [Kb, 4]``, ``valid``, ``scores``).
+
+  Returns ``points [4Kb]`` (sorted breakpoints; region j is ``[points[j], points[j+1])``),
+  ``representative [4Kb-1]`` (the class of each region: its first region with the same column
+  of ``A``), ``size [4Kb-1]`` (snippets per class on representatives, 0 elsewhere) and the
+  ``ElasticLP`` over class masses, rows scaled to max |coefficient| 1 (masses stay in snippets).
+  """
+  dtype = scores.dtype
+  top = jnp.max(jnp.where(valid, areas[:, 3], 0))
+  points = jnp.sort(jnp.where(valid[:, None], areas, top).ravel())
+  region_size = points[1:] - points[:-1]
+  codes = jnp.where(valid[:, None], _area_codes(areas, points[:-1]), 0)
+  representative = _class_representatives(codes)
+  size = jax.ops.segment_sum(region_size, representative, region_size.shape[0]).astype(dtype)
+  used = size > 0
+  coef = jnp.where(used[None, :], _coefficients(areas, codes, normalize, dtype), 0.0)
+  scale = jnp.max(jnp.abs(coef), axis=1)
+  scale = jnp.where(scale > 0, scale, 1.0)
+  coef, rhs = coef / scale[:, None], jnp.where(valid, scores, 0.0) / scale
+  upper = jnp.where(used, size, 1.0)  # unused columns are empty: cost 1 keeps them at 0
+  slack_upper = jnp.abs(rhs) + jnp.abs(coef) @ upper + 1.0
+  return points, representative, size, ElasticLP(coef, rhs, upper, slack_upper)
+
+
+# --------------------------------------------------------------------------------------------
+# Solvers. Each returns (x, y, iterations) for x = [m, p, n] and the equality duals y, signed so
+# that c - A^T y are the reduced costs; acceptance is decided by _certificate.
+
+
+def _certificate(lp, x, y, tol):
+  """True if ``x`` is ``tol``-optimal, certified by the duals ``y`` through weak duality.
+
+  Checks the relative primal residual, the bounds and the relative gap between ``c.x`` and the
+  dual bound ``b.y + sum_i min(c - A^T y, 0)_i u_i`` (valid for any ``y``), all finite.
+  """
+  upper, cost = _bounds_and_cost(lp)
+  primal = jnp.max(jnp.abs(_apply(lp, x) - lp.rhs)) <= tol * (1.0 + jnp.max(jnp.abs(lp.rhs)))
+  box = jnp.all((x >= -tol) & (x <= upper * (1.0 + tol) + tol))
+  reduced = cost - _apply_transpose(lp, y)
+  dual_objective = lp.rhs @ y + jnp.minimum(reduced, 0.0) @ upper
+  objective = cost @ x
+  gap = jnp.abs(objective - dual_objective) <= tol * (1.0 + jnp.abs(objective))
+  finite = jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(y))
+  return primal & box & gap & finite
+
+
+_UNROLL_ROWS = 8  # up to this size, unrolled scalar code beats LAPACK calls on small batches
+
+
+def _cholesky(matrix):
+  """Lower Cholesky factor of an SPD ``[n, n]`` matrix (unrolled for small ``n``)."""
+  n = matrix.shape[0]
+  if n > _UNROLL_ROWS:
+    return jnp.linalg.cholesky(matrix)
+  factor = [[None] * n for _ in range(n)]
+  for j in range(n):
+    diag = matrix[j, j] - sum(factor[j][k] * factor[j][k] for k in range(j))
+    factor[j][j] = jnp.sqrt(diag)
+    for i in range(j + 1, n):
+      factor[i][j] = (matrix[i, j] - sum(factor[i][k] * factor[j][k] for k in range(j))) / factor[j][j]
+  zero = jnp.zeros_like(matrix[0, 0])
+  return jnp.stack([jnp.stack([v if v is not None else zero for v in row]) for row in factor])
+
+
+def _cholesky_solve(factor, rhs):
+  """Solves ``L L^T x = rhs`` for the lower factor ``L [n, n]`` and ``rhs [n]``."""
+  n = factor.shape[0]
+  if n > _UNROLL_ROWS:
+    return jax.scipy.linalg.cho_solve((factor, True), rhs[:, None])[:, 0]
+  y = []
+  for i in range(n):
+    y.append((rhs[i] - sum(factor[i, k] * y[k] for k in range(i))) / factor[i, i])
+  x = [None] * n
+  for i in reversed(range(n)):
+    x[i] = (y[i] - sum(factor[k, i] * x[k] for k in range(i + 1, n))) / factor[i, i]
+  return jnp.stack(x)
+
+
+def _ipm(lp, *, tol, max_iter):
+  """Mehrotra predictor-corrector primal-dual interior point for one ``ElasticLP``.
+
+  Bounded-variable form (Wright, Primal-Dual Interior-Point Methods, ch. 11): duals ``z`` of
+  ``x >= 0`` and ``w`` of ``x <= u``; each Newton step solves the ``Kb x Kb`` normal equations
+  ``E diag(theta_m) E^T + diag(theta_p + theta_n)``, Jacobi-scaled and regularised by ``eps``,
+  by Cholesky. As in qpax, the complementarity pairs are floored at ``sqrt(eps)`` inside the
+  Newton system (not in the iterate), which keeps float32 well conditioned on these degenerate
+  LPs. Stops when ``_certificate`` holds or after ``max_iter`` steps.
+  """
+  upper, cost = _bounds_and_cost(lp)
+  dtype = cost.dtype
+  num_rows, num_regions = lp.matrix.shape
+  num_vars = cost.shape[0]
+  eps = jnp.finfo(dtype).eps
+  guard = jnp.sqrt(eps)
+  floor = jnp.sqrt(jnp.finfo(dtype).tiny)
+
+  def max_step(v, dv):
+    return jnp.minimum(1.0, jnp.min(jnp.where(dv < 0, -v / jnp.where(dv < 0, dv, -1.0), 1.0)))
+
+  def body(state):
+    x, y, z, w, it, _ = state
+    slack = upper - x
+    primal = lp.rhs - _apply(lp, x)
+    dual = cost - _apply_transpose(lp, y) - z + w
+    lower_f, upper_f = jnp.maximum(x, guard), jnp.maximum(slack, guard)
+    z_f, w_f = jnp.maximum(z, guard), jnp.maximum(w, guard)
+    theta = 1.0 / (z_f / lower_f + w_f / upper_f)
+    normal = (lp.matrix * theta[:num_regions]) @ lp.matrix.T + jnp.diag(
+        theta[num_regions:num_regions + num_rows] + theta[num_regions + num_rows:])
+    scale = 1.0 / jnp.sqrt(jnp.diag(normal) + floor)
+    factor = _cholesky(normal * scale[:, None] * scale[None, :] +
+                       eps * jnp.eye(num_rows, dtype=dtype))
+
+    def direction(r_xz, r_sw):
+      r = dual - r_xz / lower_f + r_sw / upper_f
+      rhs = scale * (primal + _apply(lp, theta * r))
+      dy = scale * _cholesky_solve(factor, rhs)
+      dx = theta * (_apply_transpose(lp, dy) - r)
+      return dx, dy, (r_xz - z_f * dx) / lower_f, (r_sw + w_f * dx) / upper_f
+
+    def steps(dx, dz, dw):
+      return (jnp.minimum(max_step(x, dx), max_step(slack, -dx)),
+              jnp.minimum(max_step(z, dz), max_step(w, dw)))
+
+    dx, _, dz, dw = direction(-x * z, -slack * w)
+    a_p, a_d = steps(dx, dz, dw)
+    mu = (x @ z + slack @ w) / (2 * num_vars)
+    mu_aff = ((x + a_p * dx) @ (z + a_d * dz) + (slack - a_p * dx) @ (w + a_d * dw)) / (2 *
+                                                                                         num_vars)
+    sigma = jnp.clip(mu_aff / mu, 0.0, 1.0)**3
+    dx, dy, dz, dw = direction(sigma * mu - x * z - dx * dz, sigma * mu - slack * w + dx * dw)
+    a_p, a_d = steps(dx, dz, dw)
+    x = jnp.clip(x + 0.995 * a_p * dx, floor, upper - floor)
+    y = y + 0.995 * a_d * dy
+    z = jnp.maximum(z + 0.995 * a_d * dz, floor)
+    w = jnp.maximum(w + 0.995 * a_d * dw, floor)
+    return x, y, z, w, it + 1, _certificate(lp, x, y, tol)
+
+  def cond(state):
+    return (~state[-1]) & (state[-2] < max_iter)
+
+  init = (upper / 2, jnp.zeros(num_rows, dtype), jnp.ones(num_vars, dtype),
+          jnp.ones(num_vars, dtype), jnp.int32(0), jnp.bool_(False))
+  x, y, _, _, it, _ = jax.lax.while_loop(cond, body, init)
+  return x, y, it
+
+
+def _qpax(lp, *, tol, max_iter):
+  import qpax  # pylint: disable=g-import-not-at-top
+  cost, matrix, rhs, upper = standard_form(lp)
+  num_vars = cost.shape[0]
+  eye = jnp.eye(num_vars, dtype=cost.dtype)
+  x, _, _, y, _, it = qpax.solve_qp(
+      jnp.zeros((num_vars, num_vars), cost.dtype), cost, matrix, rhs,
+      jnp.concatenate([eye, -eye]), jnp.concatenate([upper, jnp.zeros_like(upper)]),
+      solver_tol=tol, max_iter=max_iter)
+  return x, -y, jnp.asarray(it, jnp.int32)
+
+
+def _mpax(lp, *, tol, max_iter):
+  import mpax  # pylint: disable=g-import-not-at-top
+  cost, matrix, rhs, upper = standard_form(lp)
+  num_vars = cost.shape[0]
+  problem = mpax.create_lp(cost, matrix, rhs, jnp.zeros((0, num_vars), cost.dtype),
+                           jnp.zeros((0,), cost.dtype), jnp.zeros_like(upper), upper,
+                           use_sparse_matrix=False)
+  result = mpax.r2HPDHG(eps_abs=tol, eps_rel=tol, iteration_limit=max_iter,
+                        verbose=False).optimize(problem)
+  return (result.primal_solution, result.dual_solution[:rhs.shape[0]],
+          jnp.asarray(result.iteration_count, jnp.int32))
+
+
+def _jaxopt(lp, *, tol, max_iter):
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import jaxopt  # pylint: disable=g-import-not-at-top
+  cost, matrix, rhs, upper = standard_form(lp)
+  num_rows, num_vars = matrix.shape
+  sol = jaxopt.BoxOSQP(tol=tol, maxiter=max_iter).run(
+      params_obj=(jnp.zeros((num_vars, num_vars), cost.dtype), cost),
+      params_eq=jnp.concatenate([matrix, jnp.eye(num_vars, dtype=cost.dtype)]),
+      params_ineq=(jnp.concatenate([rhs, jnp.zeros_like(upper)]),
+                   jnp.concatenate([rhs, upper])))
+  return sol.params.primal[0], -sol.params.dual_eq[:num_rows], jnp.asarray(
+      sol.state.iter_num, jnp.int32)
+
+
+_SOLVER_FNS = {"ipm": _ipm, "qpax": _qpax, "mpax": _mpax, "jaxopt": _jaxopt}
+
+
+def solve_elastic_lp(lp, *, solver="ipm", tol=None, max_iter=None):
+  """Solves one ``ElasticLP`` (vmappable); returns ``(x, y, iterations, certified)``."""
+  _check_options(solver=solver)
+  tol = default_tolerance(solver, lp.rhs.dtype) if tol is None else tol
+  max_iter = default_max_iter(solver) if max_iter is None else max_iter
+  x, y, iterations = _SOLVER_FNS[solver](lp, tol=tol, max_iter=max_iter)
+  return x, y, iterations, _certificate(lp, x, y, tol)
+
+
+def default_tolerance(solver, dtype):
+  """Default relative tolerance (stopping and acceptance) of ``solver`` in ``dtype``."""
+  f64 = jnp.dtype(dtype) == jnp.float64
+  return {"ipm": (1e-5, 1e-9), "qpax": (1e-5, 1e-9), "mpax": (1e-5, 1e-8),
+          "jaxopt": (1e-3, 1e-5)}[solver][int(f64)]
+
+
+def default_max_iter(solver):
+  """Default iteration limit (interior point: Newton steps; mpax, jaxopt: iterations)."""
+  return {"ipm": 60, "qpax": 60, "mpax": 20000, "jaxopt": 4000}[solver]
+
+
+# --------------------------------------------------------------------------------------------
+# Labels.
+
+
+def _problem_labels(areas, valid, scores, valid_length, *, block_rows, num_snippets, normalize,
+                    solver, tol, max_iter):
+  """Labels ``[T]`` and info of one problem solved in blocks of ``block_rows`` rows."""
+  dtype = scores.dtype
+  rows = _pack_blocks(areas, valid, block_rows)
+  pad = lambda v, fill: jnp.concatenate([v, jnp.full((1,) + v.shape[1:], fill, v.dtype)])
+  block_valid = pad(valid, False)[rows]
+  points, representative, size, lp = jax.vmap(functools.partial(
+      _reduce_block, normalize=normalize))(pad(areas, 0)[rows], block_valid,
+                                           pad(scores, 0.0)[rows])
+  x, _, iterations, certified = jax.vmap(functools.partial(
+      solve_elastic_lp, solver=solver, tol=tol, max_iter=max_iter))(lp)
+  num_regions = size.shape[-1]
+  mass = jnp.clip(x[:, :num_regions], 0.0, lp.upper)
+  value = jnp.where(size > 0, mass / jnp.where(size > 0, size, 1.0), 0.0)
+  value = jnp.take_along_axis(value, representative, axis=1)
+  violation = jnp.abs(jnp.einsum("bkr,br->bk", lp.matrix, mass) - lp.rhs)  # mass units
+  violated = block_valid & (violation > 10.0 * tol * (1.0 + jnp.abs(lp.rhs)))
+  ok = jnp.all(certified) & jnp.all(jnp.isfinite(value))
+  # Snippet -> region: blocks are in time order and each block's points are sorted; the last
+  # point of a block opens the gap before the next block (value 0).
+  flat_points = jax.lax.cummax(points.reshape(-1))
+  flat_value = jnp.concatenate([value, jnp.zeros_like(value[:, :1])], axis=1).reshape(-1)
+  t = jnp.arange(num_snippets, dtype=flat_points.dtype)
+  index = jnp.searchsorted(flat_points, t, side="right") - 1
+  labels = jnp.where((index >= 0) & (t < valid_length), flat_value[jnp.maximum(index, 0)], 0.0)
+  labels = jnp.where(ok, labels, 0.0).astype(dtype)
+  num_violated = jnp.where(ok, jnp.sum(violated), 0).astype(jnp.int32)
+  info = {
+      "status": jnp.where(ok, jnp.where(num_violated > 0, STATUS_RELAXED, STATUS_SOLVED),
+                          STATUS_FAILED).astype(jnp.int32),
+      "num_violated_rows": num_violated,
+      "max_violation": jnp.where(ok, jnp.max(jnp.where(block_valid, violation, 0.0)), 0.0),
+      "objective": jnp.sum(labels),
+      "iterations": jnp.max(iterations).astype(jnp.int32),
+      "block_rows": jnp.int32(block_rows),
+  }
+  return labels, info
+
+
+@functools.partial(jax.jit, static_argnames=("num_snippets", "outer_rule", "normalize", "solver",
+                                             "block_rows", "tol", "max_iter"))
+def linpro_labels(segments, scores, valid, valid_length, *, num_snippets, outer_rule="gaufuse",
+                  normalize="sum", solver="ipm", block_rows=8, tol=None, max_iter=None):
+  """LinPro snippet labels of padded problems (paper eq. 5-6 with averaging; issue 3 §1-2).
+
+  Args:
+    segments: ``[..., K, 2]`` float fused instances ``(start, end)`` in snippets; any leading
+      batch dims (e.g. ``[B videos, C classes]``) are independent problems.
+    scores: ``[..., K]`` float instance scores (the fused outer-inner contrast); may be negative.
+    valid: ``[..., K]`` bool, False for padding rows.
+    valid_length: ``[...]`` int (broadcast), real snippets ``L`` per problem; labels at
+      ``t >= L`` are 0.
+    num_snippets: static ``T``.
+    outer_rule: ``"gaufuse"`` or ``"wtalc"`` (see ``instance_areas``).
+    normalize: ``"sum"`` (default, authors' code) or ``"mean"`` (paper text); see
+      ``linpro_constraints``.
+    solver: ``"ipm"`` (default), ``"qpax"``, ``"mpax"`` or ``"jaxopt"`` (module docstring).
+    block_rows: static rows per independent block (cost ``O(K * block_rows^2)`` per Newton step).
+      If a connected component of the batch is larger, the whole batch uses ``4 * block_rows``,
+      or else ``K``, rows per block (``info["block_rows"]``; one ``lax.switch`` branch runs,
+      under an outer ``vmap`` all of them).
+    tol: relative tolerance (stopping and acceptance); default ``default_tolerance``.
+    max_iter: iteration limit; default ``default_max_iter``.
+
+  Returns:
+    ``labels``: ``[..., T]`` float (float32, float64 with x64), in ``[0, 1]``, finite; equal on
+      equivalent snippets.
+    ``info``: dict of ``[...]`` arrays: ``status`` (int32 ``STATUS_SOLVED`` / ``STATUS_RELAXED``
+      / ``STATUS_FAILED``), ``num_violated_rows`` (int32), ``max_violation`` (float, label mass
+      in snippets), ``objective`` (float, ``sum_t labels``), ``iterations`` (int32, max over
+      blocks), ``block_rows`` (int32, block size used).
+
+  Raises:
+    ValueError: for bad shapes or unknown options.
+  """
+  _check_options(outer_rule, normalize, solver)
+  segments, scores, valid = _as_arrays(segments, scores, valid)
+  _check_shapes(segments, scores, valid, "linpro_labels")
+  if block_rows < 1:
+    raise ValueError(f"linpro_labels: block_rows must be >= 1, got {block_rows}")
+  batch_shape, num_rows = scores.shape[:-1], scores.shape[-1]
+  valid_length = jnp.broadcast_to(jnp.asarray(valid_length, jnp.int32), batch_shape).reshape(-1)
+  segments = segments.reshape((-1, num_rows, 2))
+  scores, valid = scores.reshape((-1, num_rows)), valid.reshape((-1, num_rows))
+  tol = default_tolerance(solver, scores.dtype) if tol is None else tol
+  max_iter = default_max_iter(solver) if max_iter is None else max_iter
+  areas = jax.vmap(functools.partial(instance_areas, outer_rule=outer_rule))(segments, valid,
+                                                                              valid_length)
+
+  def solve(rows_per_block):
+    return jax.vmap(functools.partial(
+        _problem_labels, block_rows=rows_per_block, num_snippets=num_snippets,
+        normalize=normalize, solver=solver, tol=tol, max_iter=max_iter))(areas, valid, scores,
+                                                                         valid_length)
+
+  # The block size is chosen for the whole batch: the smallest tier that holds its largest
+  # connected component (lax.switch runs one branch; under an outer vmap, all of them).
+  tiers = sorted({min(block_rows, num_rows), min(4 * block_rows, num_rows), num_rows})
+  largest = jnp.max(jax.vmap(_largest_component)(areas, valid))
+  tier = jnp.sum(largest > jnp.asarray(tiers[:-1], jnp.int32))
+  labels, info = jax.lax.switch(tier, [functools.partial(solve, r) for r in tiers])
+  return labels.reshape(batch_shape + (num_snippets,)), jax.tree.map(
+      lambda v: v.reshape(batch_shape), info)

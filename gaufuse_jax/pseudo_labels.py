@@ -1,0 +1,103 @@
+"""Pseudo labels: the on-device pipeline (paper §3.2), Δ pseudo labels and their loss (§3.3).
+
+``generate_pseudo_labels`` turns a teacher's CAS into snippet labels with exactly the
+post-processing used at test time (``localization.localize``: class gate, multi-threshold OIC
+proposals, Gaussian weighted fusion), at the training temperature, followed by the LinPro LP
+(``linpro.linpro_labels``). One jitted function over ``[B, T, C']``; no Python loop over videos
+or classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from gaufuse_jax import linpro
+from gaufuse_jax import localization
+
+
+@dataclasses.dataclass(frozen=True)
+class PseudoLabelConfig:
+  """Settings of one pseudo-label generation (hashable: a static jit argument).
+
+  Attributes:
+    localization: class gate, proposals and fusion (``temperature`` = the generation's fusion
+      temperature, 0.02 / 0.002 / 0.0016 in the reference schedule).
+    outer_rule: outer-area rule of the LP constraints (``segments.outer_width``).
+    normalize: ``"sum"`` (the authors' code) or ``"mean"`` (the paper's text).
+    solver: LP solver (see ``linpro``).
+  """
+  localization: localization.LocalizationConfig = localization.LocalizationConfig(
+      temperature=0.02, max_instances=32)
+  outer_rule: str = "gaufuse"
+  normalize: str = "sum"
+  solver: str = "ipm"
+
+
+def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConfig):
+  """LinPro pseudo labels of a batch (paper §3.2, reference §2 ``fuse_current_pred``).
+
+  Every class, background included, whose video score passes ``cfg.localization.class_threshold``
+  is localized (ground-truth labels are NOT used, as in the reference), its fused instances
+  become the rows of the LP, and the LP solution is the class's label column. Classes that are
+  gated off or have no instance get zeros.
+
+  Args:
+    cas: ``[B, T, C']`` float CAS (C' = classes + background).
+    video_scores: ``[B, C']`` float video-level scores.
+    valid_length: ``[B]`` int real snippets per video; labels past it are 0.
+    cfg: ``PseudoLabelConfig`` (static).
+
+  Returns:
+    ``(labels, diagnostics)``: float32 ``[B, T, C']`` finite labels in ``[0, 1]``;
+    diagnostics of ``[B, C']`` arrays: ``num_instances`` (fused instances), ``lp_status``
+    (``linpro.STATUS_*``), ``lp_fallbacks`` (1 where the LP was relaxed or failed),
+    ``proposals_dropped``.
+  """
+  num_snippets = cas.shape[1]
+  instances, stats = localization.localize(cas, video_scores, valid_length, cfg.localization)
+  lengths = jnp.broadcast_to(valid_length[:, None], instances.count.shape)
+  labels, info = linpro.linpro_labels(
+      instances.segments, instances.scores, instances.valid, lengths,
+      num_snippets=num_snippets, outer_rule=cfg.outer_rule, normalize=cfg.normalize,
+      solver=cfg.solver)
+  labels = jnp.swapaxes(labels, 1, 2).astype(jnp.float32)  # [B, C', T] -> [B, T, C']
+  has_rows = instances.count > 0
+  diagnostics = {
+      "num_instances": instances.count,
+      "lp_status": jnp.where(has_rows, info["status"], linpro.STATUS_SOLVED),
+      "lp_fallbacks": (has_rows & (info["status"] != linpro.STATUS_SOLVED)).astype(jnp.int32),
+      "proposals_dropped": stats["proposals_dropped"],
+  }
+  return labels, diagnostics
+
+
+def delta_pseudo_labels(new, old, scale):
+  """Δ pseudo labels (paper eq. 8): ``scale * (new - old)``; may be negative.
+
+  Args:
+    new, old: float arrays of one shape (e.g. ``[B, T, C']``), two consecutive generations.
+    scale: float (2, then 2.15 from epoch 300 in the reference, §3).
+  """
+  return scale * (new - old)
+
+
+def pseudo_label_loss(logits, labels, valid):
+  """Pseudo-label loss per video (reference §2 ``compute_distloss``, one branch):
+  mean over valid snippets of ``-sum_c labels[t, c] * log_softmax(logits)[t, c]``.
+
+  Labels may be negative (Δ labels): the term then pushes the class probability down.
+
+  Args:
+    logits: ``[B, T, C']`` float frame logits (20 cosine, no temperature).
+    labels: ``[B, T, C']`` float pseudo labels.
+    valid: ``[B, T]`` bool snippet mask.
+
+  Returns:
+    float ``[B]``; 0 for a video without valid snippets.
+  """
+  per_snippet = -jnp.sum(labels * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+  count = jnp.sum(valid, axis=-1)
+  return jnp.sum(jnp.where(valid, per_snippet, 0.0), axis=-1) / jnp.maximum(count, 1)

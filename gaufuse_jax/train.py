@@ -1,0 +1,199 @@
+"""GauFuse training and evaluation: ``train_and_evaluate(config, workdir)``.
+
+Reads top to bottom: setup, data, model and state, resume, compiled steps, the epoch loop
+(pseudo-label generations, training, memory initialisation, evaluation, checkpoints), and the
+final evaluation with its outputs (mAP table, ``results/<split>.json``, ``metrics.jsonl``).
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from gaufuse_jax import checkpointing
+from gaufuse_jax import inference
+from gaufuse_jax import input_pipeline
+from gaufuse_jax import metric_writers
+from gaufuse_jax import schedule as schedule_lib
+from gaufuse_jax import steps
+from gaufuse_jax import train_state as train_state_lib
+from gaufuse_jax.data import batching
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN/inf loss; the last good checkpoint is kept."""
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains the GauFuse model under ``config`` in ``workdir`` (resuming a run found there) and
+  returns the final test metrics.
+
+  Raises:
+    NonFiniteLossError: when a training loss is NaN/inf (the last good checkpoint is kept).
+    checkpointing.CheckpointError: when ``workdir`` holds checkpoints none of which restores.
+    ValueError: for an inconsistent config (named field).
+  """
+  # ------------------------------------------------------------------ setup
+  if config.distributed:
+    jax.distributed.initialize()
+  schedule_lib.validate_schedule(config.schedule)
+  workdir = pathlib.Path(workdir)
+  is_main = jax.process_index() == 0
+  if is_main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  writer = metric_writers.MetricWriter(workdir)
+  ndev = len(inference.local_devices(config))
+  if config.batch_size % ndev:
+    raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
+                     f"{ndev} local devices")
+
+  # ------------------------------------------------------------------ data
+  train_ds, test_ds = input_pipeline.load_datasets(config.data)
+  if is_main:
+    inference.write_run_info(workdir, train_ds)
+  bucket_sizes = tuple(config.bucket_sizes) or batching.default_bucket_sizes(
+      np.concatenate([train_ds.lengths, test_ds.lengths]))
+  logging.info("Data %s: %d train / %d test videos, %d classes, D=%d, buckets %s",
+               train_ds.name, len(train_ds), len(test_ds), train_ds.num_classes,
+               train_ds.feature_dim, bucket_sizes)
+
+  # ------------------------------------------------------------------ model and state
+  model = inference.build_model(config, train_ds)
+  tx = train_state_lib.make_optimizer(config)
+  state = train_state_lib.create_train_state(
+      model, tx, jax.random.PRNGKey(config.seed), num_videos=len(train_ds),
+      max_snippets=max(bucket_sizes) + (int(train_ds.lengths.max()) if config.max_snippets else 0),
+      feature_dim=train_ds.feature_dim,
+      num_classes=train_ds.num_classes, memory_slots=config.memory_slots)
+
+  # ------------------------------------------------------------------ resume
+  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", best_metric=config.best_metric)
+  restored, _ = ckpt.restore(state)
+  if restored is not None:
+    state = restored
+    logging.info("Resumed from %s at epoch %d.", ckpt.directory, int(state.epoch))
+  start_epoch = int(state.epoch)
+  rstate = inference.replicate(state, config)
+  del state
+
+  # ------------------------------------------------------------------ compiled steps
+  p_train = {
+      use_memory: inference.pmap(
+          functools.partial(steps.train_step, model=model, tx=tx, use_memory=use_memory),
+          config, donate_argnums=(0,))
+      for use_memory in (False, True)}
+  p_memory_init = inference.pmap(functools.partial(steps.memory_init_step, model=model), config)
+  p_eval = inference.make_eval_step(config, model)
+
+  def generate(rstate, epoch, temperature):
+    """One pseudo-label generation over all training videos (frozen teacher = current params)."""
+    pl_config = input_pipeline.pseudo_label_config(config.pseudo, temperature)
+    p_pseudo = inference.pmap(functools.partial(
+        steps.pseudo_label_step, model=model, pl_config=pl_config,
+        frame_coef=config.pseudo.frame_coef, video_coef=config.pseudo.video_coef), config)
+    generations = np.asarray(jax.device_get(rstate.generations[0]))
+    new = np.zeros_like(generations[0])
+    teacher_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1_000_003 + epoch)
+    batches, total = inference.batches(config, train_ds, epoch=0, shuffle=False, bucket_sizes=bucket_sizes)
+    fallbacks = instances = 0
+    for i, batch in enumerate(inference.progress(batches, total, f"pseudo labels @{epoch}")):
+      rngs = None
+      if config.pseudo.teacher_dropout:
+        rngs = jax.random.split(jax.random.fold_in(teacher_rng, i), ndev)
+      labels, diag = jax.device_get(p_pseudo(rstate.params, batch, rngs))
+      index = batch["video_index"].reshape(-1)
+      labels = labels.reshape((-1,) + labels.shape[2:])
+      for j in np.flatnonzero(index >= 0):
+        new[index[j], :labels.shape[1]] = labels[j]
+      fallbacks += int(np.sum(diag["lp_fallbacks"]))
+      instances += int(np.sum(diag["num_instances"]))
+    if jax.process_count() > 1:  # each host labelled its own shard of the videos
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+      new = np.asarray(multihost_utils.process_allgather(new)).sum(0)
+    if not np.all(np.isfinite(new)):
+      raise NonFiniteLossError(f"pseudo-label generation at epoch {epoch} produced NaN/inf")
+    logging.info("Pseudo labels @%d (T=%g): %d fused instances, %d LP fallbacks.", epoch,
+                 temperature, instances, fallbacks)
+    writer.write(epoch, {"pseudo/instances": instances, "pseudo/lp_fallbacks": fallbacks})
+    return rstate.replace(
+        generations=inference.replicate(jnp.asarray(np.stack([new, generations[0]])), config),
+        num_generations=rstate.num_generations + 1)
+
+  def init_memory(rstate):
+    batches, total = inference.batches(config, train_ds, epoch=0, shuffle=False, bucket_sizes=bucket_sizes)
+    bank = rstate.memory
+    for batch in inference.progress(batches, total, "memory init"):
+      bank = p_memory_init(bank, rstate.params, batch)
+      jax.block_until_ready(bank)
+    return rstate.replace(memory=bank)
+
+  # ------------------------------------------------------------------ the epoch loop
+  num_epochs = config.schedule.num_epochs
+  last_metrics, last_detections = {}, None
+  for epoch in range(start_epoch, num_epochs):
+    t0 = time.time()
+    plan = schedule_lib.epoch_plan(config.schedule, epoch)
+    if plan.generation_temperature is not None:
+      rstate = generate(rstate, epoch, plan.generation_temperature)
+    hparams = inference.replicate({
+        "learning_rate": np.float32(plan.learning_rate), "spl_weight": np.float32(plan.spl_weight),
+        "pseudo_weight": np.float32(plan.pseudo_weight),
+        "label_mode": np.int32(plan.label_mode), "delta_scale": np.float32(plan.delta_scale)}, config)
+    sums = {}
+    batches, total = inference.batches(config, train_ds, epoch=epoch, shuffle=True,
+                              bucket_sizes=bucket_sizes, crop=True)
+    for batch in inference.progress(batches, total, f"epoch {epoch + 1}/{num_epochs}"):
+      rstate, metrics = p_train[plan.use_memory](rstate, batch, hparams)
+      # Wait for every device before the next step: queued collective steps deadlock XLA:CPU.
+      rstate, metrics = jax.block_until_ready((rstate, metrics))
+      metrics = inference.unreplicate((metrics))
+      if not np.isfinite(metrics["loss"]):
+        good = ckpt.steps()
+        raise NonFiniteLossError(
+            f"Non-finite loss {metrics['loss']} at epoch {epoch}, step {int(rstate.step[0])}. "
+            f"Training stopped; the last good checkpoint is "
+            f"{ckpt.directory / str(good[-1]) if good else 'none (no checkpoint yet)'}.")
+      for k, v in metrics.items():
+        sums[k] = sums.get(k, 0.0) + float(v)
+    if plan.init_memory_after:
+      rstate = init_memory(rstate)
+    rstate = rstate.replace(epoch=inference.replicate(jnp.int32(epoch + 1), config))
+    n = max(sums.pop("num_videos", 0.0), 1.0)
+    scalars = {f"train/{k}": v / n for k, v in sums.items()}
+    scalars.update({"lr": plan.learning_rate, "epoch_seconds": time.time() - t0})
+    logging.info("epoch %d/%d: loss %.4f (%s) lr %.3g, %.1fs", epoch + 1, num_epochs,
+                 scalars["train/loss"],
+                 ", ".join(f"{k[6:]} {v:.3f}" for k, v in scalars.items()
+                           if k.startswith("train/") and k != "train/loss"),
+                 plan.learning_rate, scalars["epoch_seconds"])
+    done = epoch + 1
+    eval_now = done == num_epochs or (config.eval.every_epochs and
+                                      done % config.eval.every_epochs == 0)
+    if eval_now:
+      last_metrics, last_detections = inference.evaluate(config, rstate.params, test_ds, p_eval=p_eval,
+                                               bucket_sizes=bucket_sizes)
+      scalars.update({f"test/{k}": v for k, v in last_metrics.items()})
+      logging.info("epoch %d: %s %.2f, cmAP %.2f", done, config.best_metric,
+                   last_metrics[config.best_metric], last_metrics["cmAP"])
+    writer.write(done, scalars)
+    if done == num_epochs or done % config.checkpoint_every_epochs == 0:
+      ckpt.save(done, inference.unreplicate((rstate)),
+                last_metrics if eval_now else None)
+
+  # ------------------------------------------------------------------ final outputs
+  if last_detections is None:  # resumed a finished run, or the last epoch was not evaluated
+    last_metrics, last_detections = inference.evaluate(config, rstate.params, test_ds, p_eval=p_eval,
+                                             bucket_sizes=bucket_sizes)
+  if is_main:
+    inference.write_outputs(workdir, test_ds, last_metrics, last_detections)
+  writer.close()
+  ckpt.close()
+  return last_metrics

@@ -1,0 +1,36 @@
+r"""Localizes actions in videos without annotations: features -> ActivityNet-format JSON.
+
+  python -m launch.localize --config=configs/default.py --workdir=/tmp/gaufuse_default \
+      --features=/path/to/features_folder_or_file.npy --output=/tmp/detections.json
+
+--features is a folder of per-video ``<video>.npy`` files ``[T, D]`` or one ``.npy`` file
+(one video, named by the file). Segments in the output are in seconds
+(``config.data.frames_per_snippet / config.data.fps`` per snippet).
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from gaufuse_jax import evaluate_run
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "The run's config file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "The run directory (holds checkpoints/).")
+flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or an epoch number.")
+flags.DEFINE_string("features", None, "A folder of <video>.npy files or one .npy file.")
+flags.DEFINE_string("output", None, "Where to write the results JSON.")
+flags.mark_flags_as_required(["config", "workdir", "features", "output"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  evaluate_run.localize_features(FLAGS.config, FLAGS.workdir, FLAGS.features, FLAGS.output,
+                                 checkpoint=FLAGS.checkpoint)
+
+
+if __name__ == "__main__":
+  app.run(main)

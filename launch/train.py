@@ -1,0 +1,37 @@
+r"""Trains and evaluates a GauFuse model.
+
+  python -m launch.train --config=configs/default.py --workdir=/tmp/gaufuse_default
+  python -m launch.train --config=configs/thumos14.py --workdir=runs/th14 \
+      --config.data.data_dir=/path/to/Thumos14reduced
+
+Starting again with the --workdir of an existing run resumes it.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from gaufuse_jax import train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def quiet_orbax(record) -> bool:
+  """Keeps orbax's per-save INFO lines out of the training log (warnings still show)."""
+  return record.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(quiet_orbax)
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)
