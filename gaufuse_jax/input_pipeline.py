@@ -50,11 +50,11 @@ def load_datasets(dc):
                    f"got {dc.source!r}")
 
 
-def pseudo_label_config(pc, temperature: float) -> pseudo_labels.PseudoLabelConfig:
-  """``config.pseudo`` + a generation's fusion temperature -> ``PseudoLabelConfig``."""
+def pseudo_label_config(pc) -> pseudo_labels.PseudoLabelConfig:
+  """``config.pseudo`` -> ``PseudoLabelConfig`` (the fusion temperature is passed per
+  generation, see ``generate_pseudo_labels``)."""
   loc = localization.LocalizationConfig(
       class_threshold=pc.class_threshold, thresholds=_thresholds(pc.thresholds),
-      max_proposals=pc.max_proposals, max_instances=pc.max_instances, outer_rule=pc.outer_rule,
-      temperature=float(temperature))
+      max_proposals=pc.max_proposals, max_instances=pc.max_instances, outer_rule=pc.outer_rule)
   return pseudo_labels.PseudoLabelConfig(localization=loc, outer_rule=pc.outer_rule,
                                          normalize=pc.normalize, solver=pc.solver)

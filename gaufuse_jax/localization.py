@@ -65,12 +65,12 @@ class LocalizationConfig:
                        f"{self.max_proposals}], got {self.max_instances}")
 
 
-def _suppress(props: proposals_lib.Proposals, valid, cfg: LocalizationConfig):
+def _suppress(props: proposals_lib.Proposals, valid, cfg: LocalizationConfig, temperature):
   segs = jnp.stack([props.start, props.end], axis=-1)
   if cfg.suppression == "fusion":
     return fusion.gaussian_weighted_fusion(
         segs, props.score, valid, logits=props.inner, overlap_threshold=cfg.overlap_threshold,
-        temperature=cfg.temperature, overlap=cfg.overlap, template=cfg.template)
+        temperature=temperature, overlap=cfg.overlap, template=cfg.template)
   if cfg.suppression == "nms":
     return suppression.nms(segs, props.score, valid, overlap_threshold=cfg.overlap_threshold,
                            overlap=cfg.overlap)
@@ -78,7 +78,7 @@ def _suppress(props: proposals_lib.Proposals, valid, cfg: LocalizationConfig):
                               score_threshold=-jnp.inf, overlap=cfg.overlap)
 
 
-def localize(cas, video_scores, valid_length, cfg: LocalizationConfig):
+def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperature=None):
   """Action instances of every (video, class) from a CAS.
 
   Args:
@@ -86,6 +86,8 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig):
     video_scores: ``[B, C]`` float video-level class scores, for the class gate.
     valid_length: ``[B]`` int, real snippets per video.
     cfg: a ``LocalizationConfig`` (static).
+    temperature: optional float scalar (may be traced) that overrides ``cfg.temperature``, so
+      that generations with different temperatures share one compiled function.
 
   Returns:
     ``(instances, stats)``: ``suppression.Detections`` with leaves ``[B, C, K]`` (segments
@@ -94,12 +96,13 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig):
   """
   thresholds = jnp.asarray(cfg.thresholds, jnp.float32)
   gated = video_scores >= cfg.class_threshold
+  temperature = cfg.temperature if temperature is None else temperature
 
   def one(cas_1d, length, gate):
     props = proposals_lib.generate_proposals(
         cas_1d, length, thresholds, max_proposals=cfg.max_proposals, min_length=cfg.min_length,
         outer_rule=cfg.outer_rule)
-    out = _suppress(props, props.valid & gate, cfg)
+    out = _suppress(props, props.valid & gate, cfg, temperature)
     out = jax.tree.map(lambda x: x[:cfg.max_instances] if x.ndim else x, out)
     return out._replace(count=jnp.minimum(out.count, cfg.max_instances)), props.num_dropped
 

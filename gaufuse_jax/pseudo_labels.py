@@ -36,7 +36,8 @@ class PseudoLabelConfig:
   solver: str = "ipm"
 
 
-def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConfig):
+def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConfig,
+                           temperature=None):
   """LinPro pseudo labels of a batch (paper §3.2, reference §2 ``fuse_current_pred``).
 
   Every class, background included, whose video score passes ``cfg.localization.class_threshold``
@@ -49,6 +50,8 @@ def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConf
     video_scores: ``[B, C']`` float video-level scores.
     valid_length: ``[B]`` int real snippets per video; labels past it are 0.
     cfg: ``PseudoLabelConfig`` (static).
+    temperature: optional float scalar (may be traced) overriding the fusion temperature of
+      ``cfg.localization``; one compiled function then serves every generation.
 
   Returns:
     ``(labels, diagnostics)``: float32 ``[B, T, C']`` finite labels in ``[0, 1]``;
@@ -57,7 +60,8 @@ def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConf
     ``proposals_dropped``.
   """
   num_snippets = cas.shape[1]
-  instances, stats = localization.localize(cas, video_scores, valid_length, cfg.localization)
+  instances, stats = localization.localize(cas, video_scores, valid_length, cfg.localization,
+                                           temperature)
   lengths = jnp.broadcast_to(valid_length[:, None], instances.count.shape)
   labels, info = linpro.linpro_labels(
       instances.segments, instances.scores, instances.valid, lengths,

@@ -140,16 +140,18 @@ def memory_init_step(bank, params, batch, *, model):
   return _gather_and_update_memory(bank, outputs, batch)
 
 
-def pseudo_label_step(params, batch, rng, *, model, pl_config, frame_coef, video_coef):
+def pseudo_label_step(params, batch, temperature, rng, *, model, pl_config, frame_coef,
+                      video_coef):
   """Pseudo labels ``[B,T,C+1]`` of a batch from a frozen teacher (issue 5 §3, paper §3.2).
 
-  ``rng`` turns teacher dropout on (the authors' behaviour, reference §9 item 2); pass None for
-  the deterministic default.
+  ``temperature`` is the generation's fusion temperature (a traced scalar); ``rng`` turns teacher
+  dropout on (the authors' behaviour, reference §9 item 2); pass None for the deterministic
+  default.
   """
   outputs = inference_outputs(params, batch, model=model, rng=rng)
   cas, video_scores = frame_and_video_scores(outputs, frame_coef=frame_coef, video_coef=video_coef)
   labels, diagnostics = pl_lib.generate_pseudo_labels(cas, video_scores, batch["valid_length"],
-                                                      pl_config)
+                                                      pl_config, temperature)
   return labels, diagnostics
 
 

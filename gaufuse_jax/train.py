@@ -93,22 +93,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   p_memory_init = inference.pmap(functools.partial(steps.memory_init_step, model=model), config)
   p_eval = inference.make_eval_step(config, model)
 
+  p_pseudo = inference.pmap(functools.partial(
+      steps.pseudo_label_step, model=model,
+      pl_config=input_pipeline.pseudo_label_config(config.pseudo),
+      frame_coef=config.pseudo.frame_coef, video_coef=config.pseudo.video_coef), config)
+
   def generate(rstate, epoch, temperature):
     """One pseudo-label generation over all training videos (frozen teacher = current params)."""
-    pl_config = input_pipeline.pseudo_label_config(config.pseudo, temperature)
-    p_pseudo = inference.pmap(functools.partial(
-        steps.pseudo_label_step, model=model, pl_config=pl_config,
-        frame_coef=config.pseudo.frame_coef, video_coef=config.pseudo.video_coef), config)
     generations = np.asarray(jax.device_get(rstate.generations[0]))
     new = np.zeros_like(generations[0])
     teacher_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1_000_003 + epoch)
     batches, total = inference.batches(config, train_ds, epoch=0, shuffle=False, bucket_sizes=bucket_sizes)
     fallbacks = instances = 0
+    temps = np.full((ndev,), temperature, np.float32)
     for i, batch in enumerate(inference.progress(batches, total, f"pseudo labels @{epoch}")):
       rngs = None
       if config.pseudo.teacher_dropout:
         rngs = jax.random.split(jax.random.fold_in(teacher_rng, i), ndev)
-      labels, diag = jax.device_get(p_pseudo(rstate.params, batch, rngs))
+      labels, diag = jax.device_get(p_pseudo(rstate.params, batch, temps, rngs))
       index = batch["video_index"].reshape(-1)
       labels = labels.reshape((-1,) + labels.shape[2:])
       for j in np.flatnonzero(index >= 0):

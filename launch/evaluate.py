@@ -13,6 +13,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+import launch
+
 from gaufuse_jax import evaluate_run
 
 FLAGS = flags.FLAGS
@@ -28,6 +30,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(launch.quiet_orbax)
   evaluate_run.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, checkpoint=FLAGS.checkpoint,
                                    split=FLAGS.split, num_plots=FLAGS.plots)
 

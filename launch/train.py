@@ -12,6 +12,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+import launch
+
 from gaufuse_jax import train
 
 FLAGS = flags.FLAGS
@@ -20,16 +22,11 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and res
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def quiet_orbax(record) -> bool:
-  """Keeps orbax's per-save INFO lines out of the training log (warnings still show)."""
-  return record.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(quiet_orbax)
+  logging.get_absl_handler().addFilter(launch.quiet_orbax)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

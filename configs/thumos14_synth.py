@@ -1,0 +1,28 @@
+r"""Semi-synthetic THUMOS14: the real THUMOS14 annotations (videos, lengths, segments, labels)
+from ``../shared/data`` with generated I3D-like features (``gaufuse_jax.data.synthetic``).
+
+  python -m launch.train --config=configs/thumos14_synth.py --workdir=/tmp/th14_synth
+
+Reduced for 2 CPU cores: D=256 features and the reference schedule scaled to 1/10 (35 epochs).
+Expected result: see README "Results" (semi-synthetic THUMOS14 row).
+"""
+
+import pathlib
+
+from configs import base
+from gaufuse_jax import schedule
+
+_SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14"
+
+
+def get_config():
+  c = base.get_config()
+  c.seed = 0
+  c.data.source = "semisynthetic"
+  c.data.dataset = "Thumos14reduced"
+  c.data.annotation_dir = str(_SHARED / "Thumos14reduced-Annotations")
+  c.data.feature_dim = 256
+  c.max_snippets = 768
+  c.schedule = schedule.reference_schedule(0.1)
+  c.schedule.lr_values = (1e-3, 8e-4, 4e-4, 1e-5, 5e-6)
+  return c
