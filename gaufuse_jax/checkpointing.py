@@ -7,6 +7,7 @@ middle of a save never loses the run.
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 from absl import logging
@@ -16,6 +17,21 @@ import orbax.checkpoint as ocp
 
 class CheckpointError(RuntimeError):
   """No checkpoint of a run directory could be restored."""
+
+
+def _set_aside_unreadable_metrics(directory: pathlib.Path) -> None:
+  """Renames each step's ``metrics/metrics`` file that is not valid JSON to
+  ``metrics.unreadable``, with a warning. Orbax parses the metrics of every step when it opens
+  a directory and would raise a bare JSONDecodeError; without metrics the step is still tried
+  (and skipped if its arrays are damaged too), it only no longer ranks as 'best'."""
+  for path in sorted(directory.glob("*/metrics/metrics")):
+    try:
+      json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+      logging.warning("Checkpoint step %s: unreadable metrics file %s (%s: %s); set aside as "
+                      "metrics.unreadable.", path.parent.parent.name, path, type(e).__name__,
+                      str(e)[:200])
+      path.rename(path.with_name("metrics.unreadable"))
 
 
 class Checkpointer:
@@ -30,6 +46,8 @@ class Checkpointer:
   def __init__(self, directory, *, best_metric: str, keep_latest: int = 2):
     self.directory = pathlib.Path(directory).absolute()
     self.best_metric = best_metric
+    if jax.process_index() == 0:
+      _set_aside_unreadable_metrics(self.directory)
     policy = ocp.checkpoint_managers.AnyPreservationPolicy([
         ocp.checkpoint_managers.LatestN(n=keep_latest),
         ocp.checkpoint_managers.BestN(
@@ -38,6 +56,10 @@ class Checkpointer:
     ])
     self._manager = ocp.CheckpointManager(
         self.directory,
+        # One unnamed item, fixed here. Left to orbax, the layout is inferred from the first step
+        # restored and then locked in, so a step whose item folder is gone would make every
+        # older step fail too ("Must provide `args` of type `Composite`").
+        item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(
             preservation_policy=policy, best_fn=lambda metrics: metrics[best_metric],
             best_mode="max", create=True, enable_async_checkpointing=False))
@@ -48,6 +70,11 @@ class Checkpointer:
     # A step without an evaluation ranks below every evaluated one (mAP >= 0).
     value = -1.0 if not metrics or self.best_metric not in metrics else metrics[self.best_metric]
     metrics = {self.best_metric: float(value)}
+    if step in self._manager.all_steps():
+      # Only a step that `restore` skipped as unreadable can be in the way of a resumed run.
+      logging.warning("Replacing checkpoint step %d in %s (it could not be restored).", step,
+                      self.directory)
+      self._manager.delete(step)
     self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
     self._manager.wait_until_finished()
 
