@@ -6,6 +6,11 @@ benchmarks (`gaufuse_jax.data.synthetic`). The defaults (160 + 160 videos, lengt
 snippets for 90% of them, median 135; ~7 instances per video covering 33% of it; 10% of the
 videos with two classes; D = 128) are generated in ~2 s and keep a full train + evaluation run
 within minutes on 2 CPU cores.
+
+Calibration (``configs/default.py``: 120 train / 100 test videos, seed 0, 28 epochs; W-TALC
+protocol, avg mAP@0.1:0.7): ground truth as predictions scores ~100 (the W-TALC snippet rounding
+costs a few points, see ``evaluation``), an untrained RSKP 0.12 (cmAP 9.7), the trained backbone
+40.2 at epoch 14 and 35.9 at the end (cmAP 94.6): clearly below ground truth, far above chance.
 """
 
 from __future__ import annotations
