@@ -1,0 +1,174 @@
+"""Speed and accuracy of LinPro pseudo labels: ours (jit, batched) vs scipy HiGHS per problem.
+
+The reference way is the authors' (reference §2, ``convert_segment_to_tensor``): one full
+T-variable LP per (video, class), built with numpy and solved by ``scipy.optimize.linprog``
+(HiGHS), in a Python loop. Ours is ``linpro.linpro_labels`` (reduced LP over classes of
+equivalent snippets, independent blocks, elastic rows) on padded batches, one call per
+power-of-two size bucket of the number of instances, jitted and warm (compiled before timing).
+
+Workload (THUMOS14-sized): the 200 training videos (subset ``validation``) of
+``../shared/data/thumos14/Thumos14reduced-Annotations``; per video and labelled class, the
+ground-truth segments in snippets (``round(t * 25 / 16)``) with random scores in [0.01, 0.5],
+plus one jittered overlapping copy of each (shifted by 10-30 % of its length, at least one
+snippet, plus sub-snippet noise); ``T = ceil(duration * 25 / 16)``. Nested or identical rows make
+some of these LPs infeasible: HiGHS reports them (the authors' code would write NaN), ours relaxes
+them (``STATUS_RELAXED``); both counts are printed.
+
+Printed per solver: time, ratio to the reference, max relative objective error vs HiGHS on the
+feasible LPs, status counts (solved / relaxed / failed) and mismatches (HiGHS feasible but ours
+not solved). ``--solvers`` picks solvers; ``--slow-max-rows`` limits mpax and jaxopt (first-order
+methods, minutes on the big buckets) to buckets of at most that many rows, timed against the
+reference on the same problems.
+
+Run: ``python benchmarks/linpro.py`` (about 2-4 minutes on 2 CPU cores, mostly compilation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import math
+import pathlib
+import platform
+import time
+
+import jax
+import numpy as np
+from scipy import optimize
+
+from gaufuse_jax import linpro
+
+ANNOTATIONS = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14"
+               / "Thumos14reduced-Annotations")
+SNIPPETS_PER_SECOND = 25 / 16
+SEED = 0
+
+
+def workload(seed=SEED):
+  """List of problems ``(T, segments [K, 2], scores [K])`` (see the module docstring)."""
+  rng = np.random.default_rng(seed)
+  load = lambda name: np.load(ANNOTATIONS / name, allow_pickle=True)
+  subset, labels, segments = load("subset.npy"), load("labels.npy"), load("segments.npy")
+  duration = load("duration.npy")
+  problems = []
+  for v in range(len(subset)):
+    if subset[v] not in (b"validation", "validation"):
+      continue
+    num_snippets = math.ceil(float(duration[v][0]) * SNIPPETS_PER_SECOND)
+    for c in sorted(set(labels[v])):
+      gt = np.array([s for s, l in zip(segments[v], labels[v]) if l == c], np.float64)
+      gt = np.round(gt * SNIPPETS_PER_SECOND)
+      length = gt[:, 1] - gt[:, 0]
+      shift = rng.choice([-1.0, 1.0], len(gt)) * np.maximum(1.0, rng.uniform(0.1, 0.3, len(gt))
+                                                              * length)
+      copy = gt + shift[:, None] + rng.uniform(0.0, 0.99, gt.shape)
+      rows = np.clip(np.concatenate([gt, copy]), 0, num_snippets)
+      problems.append((num_snippets, rows, rng.uniform(0.01, 0.5, len(rows))))
+  return problems
+
+
+def reference_matrix(num_snippets, segments):
+  """The constraint matrix built the authors' way (a Python loop of slices), our geometry."""
+  a = np.zeros((len(segments), num_snippets))
+  for k, (start, end) in enumerate(segments):
+    s, e = int(math.floor(start)), int(math.floor(end))
+    w = int(math.floor(0.0785 * max(e - s, 0)**0.9 + 1e-6))
+    lo, hi = min(max(s, 0), num_snippets), min(max(e, 0), num_snippets)
+    hi = max(hi, lo)
+    a[k, max(0, min(s - w, num_snippets)):lo] = -1
+    a[k, lo:hi] = 1
+    a[k, hi:max(hi, min(num_snippets, e + w))] = -1
+  return a
+
+
+def run_reference(problems):
+  """Seconds, objectives (None where infeasible) of HiGHS on the full LPs."""
+  objectives = []
+  start = time.perf_counter()
+  for num_snippets, segments, scores in problems:
+    res = optimize.linprog(np.ones(num_snippets), A_eq=reference_matrix(num_snippets, segments),
+                           b_eq=scores, bounds=(0.0, 1.0), method="highs")
+    objectives.append(res.fun if res.status == 0 else None)
+  return time.perf_counter() - start, objectives
+
+
+def buckets(problems):
+  """Problem indices grouped by the power of two >= their number of rows."""
+  groups = collections.defaultdict(list)
+  for i, (_, segments, _) in enumerate(problems):
+    groups[max(2, 1 << math.ceil(math.log2(len(segments))))].append(i)
+  return dict(sorted(groups.items()))
+
+
+def padded_batch(problems, indices, num_rows):
+  num_snippets = max(problems[i][0] for i in indices)
+  segments = np.zeros((len(indices), num_rows, 2))
+  scores = np.zeros((len(indices), num_rows))
+  valid = np.zeros((len(indices), num_rows), bool)
+  for j, i in enumerate(indices):
+    _, seg, sc = problems[i]
+    segments[j, :len(seg)], scores[j, :len(seg)], valid[j, :len(seg)] = seg, sc, True
+  lengths = np.array([problems[i][0] for i in indices])
+  return (segments, scores, valid, lengths), num_snippets
+
+
+def run_ours(problems, groups, solver):
+  """Warm seconds, objectives and statuses of ``linpro_labels`` per bucket."""
+  objectives, statuses = {}, {}
+  seconds = compile_seconds = 0.0
+  for num_rows, indices in groups.items():
+    args, num_snippets = padded_batch(problems, indices, num_rows)
+    call = lambda: jax.block_until_ready(linpro.linpro_labels(
+        *args, num_snippets=num_snippets, solver=solver))
+    start = time.perf_counter()
+    call()
+    compile_seconds += time.perf_counter() - start
+    start = time.perf_counter()
+    _, info = call()
+    seconds += time.perf_counter() - start
+    for j, i in enumerate(indices):
+      objectives[i] = float(info["objective"][j])
+      statuses[i] = int(info["status"][j])
+  return seconds, compile_seconds, objectives, statuses
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--solvers", default="ipm,qpax,mpax,jaxopt")
+  parser.add_argument("--slow-max-rows", type=int, default=16)
+  args = parser.parse_args()
+  problems = workload()
+  groups = buckets(problems)
+  print(f"{platform.processor() or platform.machine()}, {jax.devices()[0].platform}, "
+        f"jax {jax.__version__}, float32")
+  print(f"workload: {len(problems)} (video, class) LPs, {sum(len(p[1]) for p in problems)} rows, "
+        f"T {min(p[0] for p in problems)}..{max(p[0] for p in problems)}; buckets (rows: "
+        f"problems) {', '.join(f'{k}: {len(v)}' for k, v in groups.items())}")
+  reference_seconds, reference = run_reference(problems)
+  reference_seconds = min(reference_seconds, run_reference(problems)[0])
+  infeasible = sum(r is None for r in reference)
+  print(f"reference (numpy + scipy HiGHS, full LP, one per problem): {reference_seconds:.3f} s, "
+        f"{infeasible} infeasible")
+  print(f"{'solver':8s} {'problems':>8s} {'ours s':>8s} {'ref s':>8s} {'ratio':>7s} "
+        f"{'max obj err':>11s} {'solved':>6s} {'relaxed':>7s} {'failed':>6s} {'mismatch':>8s} "
+        f"{'compile s':>9s}")
+  for solver in args.solvers.split(","):
+    subset = groups if solver in ("ipm", "qpax") else {
+        k: v for k, v in groups.items() if k <= args.slow_max_rows}
+    indices = [i for v in subset.values() for i in v]
+    ref_seconds = (reference_seconds if len(indices) == len(problems) else
+                   run_reference([problems[i] for i in indices])[0])
+    seconds, compile_seconds, objectives, statuses = run_ours(problems, subset, solver)
+    errors = [abs(objectives[i] - reference[i]) / max(1.0, abs(reference[i])) for i in indices
+              if reference[i] is not None and statuses[i] == linpro.STATUS_SOLVED]
+    counts = collections.Counter(statuses.values())
+    mismatch = sum((reference[i] is not None) != (statuses[i] == linpro.STATUS_SOLVED)
+                   for i in indices)
+    print(f"{solver:8s} {len(indices):8d} {seconds:8.3f} {ref_seconds:8.3f} "
+          f"{ref_seconds / seconds:6.1f}x {max(errors, default=float('nan')):11.1e} "
+          f"{counts[linpro.STATUS_SOLVED]:6d} {counts[linpro.STATUS_RELAXED]:7d} "
+          f"{counts[linpro.STATUS_FAILED]:6d} {mismatch:8d} {compile_seconds:9.1f}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,257 @@
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import optimize
+
+from gaufuse_jax import linpro
+
+
+def _highs(a, b):
+  """Full T-variable LP (paper eq. 6) by scipy HiGHS: (status, objective, x)."""
+  res = optimize.linprog(np.ones(a.shape[1]), A_eq=a, b_eq=b, bounds=(0.0, 1.0), method="highs")
+  return res.status, res.fun, res.x
+
+
+def _random_problems(seed, num, num_rows, num_snippets, max_len=30, sparse=False):
+  """Random padded problems with overlapping instances, clipping at both ends and padding."""
+  rng = np.random.default_rng(seed)
+  segments = np.zeros((num, num_rows, 2))
+  scores = rng.uniform(-0.1, 0.6, (num, num_rows))
+  valid = rng.uniform(size=(num, num_rows)) < 0.8
+  length = rng.integers(num_snippets // 2, num_snippets + 1, num)
+  for i in range(num):
+    if sparse:  # pairs of overlapping short instances, pairs far apart: components <= 2 rows
+      spacing = num_snippets // -(-num_rows // 2)
+      starts = np.arange(num_rows) // 2 * spacing + 2 + rng.uniform(0, 2, num_rows)
+      lens = rng.uniform(2.0, min(8.0, spacing - 8.0), num_rows)
+    else:
+      starts = rng.uniform(-3, length[i] - 1, num_rows)
+      lens = rng.uniform(1.0, max_len, num_rows)
+    segments[i, :, 0], segments[i, :, 1] = starts, starts + lens
+  return segments, scores, valid, length
+
+
+def _check_against_highs(segments, scores, valid, length, labels, info, *, num_snippets,
+                         outer_rule, normalize, rtol, max_failed=0):
+  labels = np.asarray(labels, np.float64)
+  assert np.all(np.isfinite(labels)) and labels.min() >= 0 and labels.max() <= 1 + 1e-6
+  counts = {"feasible": 0, "infeasible": 0, "failed": 0}
+  for i in range(len(scores)):
+    assert np.all(labels[i][length[i]:] == 0)
+    if int(info["status"][i]) == linpro.STATUS_FAILED:
+      counts["failed"] += 1
+      assert np.all(labels[i] == 0)
+      continue
+    a, b = linpro.linpro_constraints(segments[i], scores[i], valid[i], length[i],
+                                     num_snippets=num_snippets, outer_rule=outer_rule,
+                                     normalize=normalize)
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    status, objective, _ = _highs(a, b)
+    if status == 0:
+      counts["feasible"] += 1
+      assert int(info["status"][i]) == linpro.STATUS_SOLVED, i
+      assert abs(float(info["objective"][i]) - objective) <= rtol * max(1.0, abs(objective)), i
+      assert np.max(np.abs(a @ labels[i] - b)) <= rtol * max(1.0, np.max(np.abs(b))), i
+      # Equivalent snippets (identical columns of A) get equal labels.
+      _, cls = np.unique(a.T, axis=0, return_inverse=True)
+      for c in np.unique(cls):
+        assert np.ptp(labels[i][cls.ravel() == c]) <= 10 * rtol, (i, c)
+    else:
+      assert status == 2, status
+      counts["infeasible"] += 1
+      assert int(info["status"][i]) == linpro.STATUS_RELAXED, i
+      assert int(info["num_violated_rows"][i]) >= 1
+  assert counts["failed"] <= max_failed, counts
+  return counts
+
+
+def test_constraints_hand_example():
+  # T=20, L=18; W-TALC rule (outer width floor(len/4)) so that short instances have outer areas.
+  segments = np.array([[1.5, 6.2], [4.0, 9.9], [15.3, 30.0], [0.5, 4.5], [2.0, 8.0]])
+  scores = np.array([0.3, 0.2, 0.4, 0.1, 9.0])
+  valid = np.array([True, True, True, True, False])
+  a, b = linpro.linpro_constraints(segments, scores, valid, 18, num_snippets=20,
+                                   outer_rule="wtalc", normalize="sum")
+  expected = np.zeros((5, 20))
+  expected[0, 0], expected[0, 1:6], expected[0, 6] = -1, 1, -1  # [1,6), width 1
+  expected[1, 3], expected[1, 4:9], expected[1, 9] = -1, 1, -1  # [4,9) overlaps row 0
+  expected[2, 12:15], expected[2, 15:18] = -1, 1  # [15,30) clipped at L=18, width 3
+  expected[3, 0:4], expected[3, 4] = 1, -1  # [0,4), left outer clipped away
+  np.testing.assert_array_equal(np.asarray(a), expected)
+  np.testing.assert_allclose(np.asarray(b), [0.3, 0.2, 0.4, 0.1, 0.0], rtol=1e-6)
+
+  a_mean, _ = linpro.linpro_constraints(segments, scores, valid, 18, num_snippets=20,
+                                        outer_rule="wtalc", normalize="mean")
+  np.testing.assert_allclose(np.asarray(a_mean)[0, [0, 1, 6]], [-1 / 2, 1 / 5, -1 / 2], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(a_mean)[2, [12, 15]], [-1 / 3, 1 / 3], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(a_mean)[3, [0, 4]], [1 / 4, -1], rtol=1e-6)
+
+
+def test_constraints_gaufuse_rule():
+  # floor(0.0785 * 100**0.9) = 4 snippets per side; length 13 has no outer area.
+  a, _ = linpro.linpro_constraints(np.array([[10.0, 110.0], [150.0, 163.0]]), np.ones(2),
+                                   np.ones(2, bool), 200, num_snippets=200)
+  a = np.asarray(a)
+  np.testing.assert_array_equal(np.flatnonzero(a[0] < 0), [6, 7, 8, 9, 110, 111, 112, 113])
+  assert a[0, 10:110].min() == 1 and np.count_nonzero(a[1] < 0) == 0
+
+
+@pytest.mark.parametrize("normalize,rule,block_rows,num", [("sum", "gaufuse", 8, 160),
+                                                           ("mean", "wtalc", 8, 60)])
+def test_reduced_lp_equals_full_lp_highs(normalize, rule, block_rows, num):
+  num_snippets = 48
+  segments, scores, valid, length = _random_problems(0, num, 6, num_snippets)
+  with jax.enable_x64(True):
+    labels, info = linpro.linpro_labels(segments, scores, valid, length,
+                                        num_snippets=num_snippets, outer_rule=rule,
+                                        normalize=normalize, block_rows=block_rows)
+    counts = _check_against_highs(segments, scores, valid, length, labels, info,
+                                  num_snippets=num_snippets, outer_rule=rule,
+                                  normalize=normalize, rtol=1e-5)
+  assert counts["feasible"] >= num // 3 and counts["infeasible"] >= 5, counts
+
+
+def test_block_decomposition_against_highs():
+  # Long videos with short, mostly separate instances: blocks of 2 rows must reproduce HiGHS.
+  num_snippets = 120
+  segments, scores, valid, length = _random_problems(1, 40, 12, num_snippets, sparse=True)
+  with jax.enable_x64(True):
+    labels, info = linpro.linpro_labels(segments, scores, valid, length,
+                                        num_snippets=num_snippets, block_rows=3,
+                                        outer_rule="wtalc")
+    assert np.all(np.asarray(info["block_rows"]) == 3)
+    _check_against_highs(segments, scores, valid, length, labels, info,
+                         num_snippets=num_snippets, outer_rule="wtalc", normalize="sum",
+                         rtol=1e-5)
+
+
+def test_float32_default_against_highs():
+  num_snippets = 48
+  segments, scores, valid, length = _random_problems(2, 60, 6, num_snippets)
+  labels, info = linpro.linpro_labels(segments, scores, valid, length, num_snippets=num_snippets)
+  assert labels.dtype == jnp.float32
+  # float32: a rare ill-conditioned LP may fail the certificate; it is zeroed and counted.
+  _check_against_highs(segments, scores, valid, length, labels, info, num_snippets=num_snippets,
+                       outer_rule="gaufuse", normalize="sum", rtol=2e-4, max_failed=2)
+
+
+@pytest.mark.parametrize("solver,rtol", [("qpax", 1e-6), ("mpax", 1e-5), ("jaxopt", 5e-2)])
+def test_every_solver_within_tolerance(solver, rtol):
+  # (The default "ipm" is checked against HiGHS in the tests above.)
+  num_snippets = 32
+  segments, scores, valid, length = _random_problems(3, 12, 3, num_snippets, max_len=12)
+  scores = np.abs(scores)
+  with jax.enable_x64(True):
+    labels, info = linpro.linpro_labels(segments, scores, valid, length,
+                                        num_snippets=num_snippets, outer_rule="wtalc",
+                                        solver=solver)
+    solved = 0
+    for i in range(len(scores)):
+      a, b = linpro.linpro_constraints(segments[i], scores[i], valid[i], length[i],
+                                       num_snippets=num_snippets, outer_rule="wtalc")
+      status, objective, _ = _highs(np.asarray(a), np.asarray(b))
+      if int(info["status"][i]) == linpro.STATUS_FAILED:
+        # Only BoxOSQP (ADMM) is allowed not to converge; its classes are zero then.
+        assert solver == "jaxopt" and np.all(np.asarray(labels[i]) == 0)
+      elif status == 0:
+        solved += 1
+        assert int(info["status"][i]) == linpro.STATUS_SOLVED, (solver, i)
+        assert abs(float(info["objective"][i]) - objective) <= rtol * max(1.0, objective)
+  assert solved >= 4
+
+
+def test_outer_areas_get_equal_labels():
+  # Negative score: the mass goes to the outer area; HiGHS puts it on one snippet, the
+  # averaging of equivalent snippets spreads it evenly over both sides (width 2 each).
+  labels, info = linpro.linpro_labels(np.array([[10.0, 20.0]]), np.array([-0.8]),
+                                      np.array([True]), 40, num_snippets=40,
+                                      outer_rule="wtalc")
+  assert int(info["status"]) == linpro.STATUS_SOLVED
+  expected = np.zeros(40)
+  expected[[8, 9, 20, 21]] = 0.2
+  np.testing.assert_allclose(np.asarray(labels), expected, atol=1e-5)
+  # One instance: the score is spread evenly over the inner area.
+  labels, _ = linpro.linpro_labels(np.array([[3.0, 8.0]]), np.array([0.5]), np.array([True]),
+                                   10, num_snippets=40, outer_rule="wtalc")
+  expected = np.zeros(40)
+  expected[3:8] = 0.1  # width floor(5 / 4) = 1 outer snippet each side, label 0
+  np.testing.assert_allclose(np.asarray(labels), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("segments,scores,violated", [
+    ([[3.0, 8.0], [0.0, 0.0]], [-0.2, 0.0], 1),  # negative score, no outer area (gaufuse)
+    ([[3.0, 8.0], [3.2, 8.9]], [0.3, 0.1], 1),  # identical rows, different scores
+    ([[3.0, 12.0], [5.0, 9.0]], [0.1, 0.4], 1),  # nested without outer areas, inner larger
+    ([[3.0, 3.5], [30.0, 31.0]], [0.2, 0.3], 1),  # empty inner area ([3, 3)), clipped beyond L
+])
+def test_infeasible_problems_are_relaxed_and_counted(segments, scores, violated):
+  labels, info = linpro.linpro_labels(np.array(segments), np.array(scores), np.ones(2, bool),
+                                      20, num_snippets=24)
+  assert np.all(np.isfinite(np.asarray(labels)))
+  assert int(info["status"]) == linpro.STATUS_RELAXED
+  assert int(info["num_violated_rows"]) >= violated
+  assert float(info["max_violation"]) > 1e-3
+
+
+def test_unsolved_problems_fall_back_to_zeros():
+  segments, scores, valid, length = _random_problems(4, 8, 2, 16)
+  labels, info = linpro.linpro_labels(segments, scores, valid, length, num_snippets=16,
+                                      max_iter=1)
+  assert np.all(np.asarray(info["status"]) == linpro.STATUS_FAILED)
+  assert np.all(np.asarray(labels) == 0)
+
+
+def test_jit_equals_eager_vmap_equals_loop_and_padding_invariance():
+  num_snippets = 60
+  segments, scores, valid, length = _random_problems(5, 6, 6, num_snippets, sparse=True)
+  run = functools.partial(linpro.linpro_labels, num_snippets=num_snippets, block_rows=2,
+                          outer_rule="wtalc")
+  looped = [run(segments[i], scores[i], valid[i], length[i]) for i in range(6)]
+  labels = np.stack([np.asarray(out[0]) for out in looped])
+  status = np.stack([np.asarray(out[1]["status"]) for out in looped])
+  vmapped, _ = jax.vmap(run)(segments, scores, valid, length)
+  np.testing.assert_allclose(vmapped, labels, atol=1e-5)
+  # Batched with extra invalid rows (garbage geometry), extra padded snippets, batch [2, 3].
+  rng = np.random.default_rng(0)
+  padded, padded_info = run(
+      np.concatenate([rng.uniform(0, num_snippets, (6, 2, 2)), segments], 1).reshape(2, 3, 8, 2),
+      np.concatenate([rng.uniform(size=(6, 2)), scores], 1).reshape(2, 3, 8),
+      np.concatenate([np.zeros((6, 2), bool), valid], 1).reshape(2, 3, 8),
+      length.reshape(2, 3), num_snippets=num_snippets + 7)
+  assert np.all(np.asarray(padded_info["block_rows"]) == 2)
+  np.testing.assert_allclose(np.asarray(padded).reshape(6, -1)[:, :num_snippets], labels,
+                             atol=1e-5)
+  assert np.all(np.asarray(padded)[..., num_snippets:] == 0)
+  np.testing.assert_array_equal(np.asarray(padded_info["status"]).ravel(), status)
+  # jit == eager: the constraints, and three interior-point steps on one block (float64: the
+  # steps amplify round-off, float32 trajectories drift apart by ~1e-3 after a few steps).
+  a, b = linpro.linpro_constraints(segments[0], scores[0], valid[0], length[0],
+                                   num_snippets=num_snippets, outer_rule="wtalc")
+  with jax.disable_jit():
+    a_eager, b_eager = linpro.linpro_constraints(segments[0], scores[0], valid[0], length[0],
+                                                 num_snippets=num_snippets, outer_rule="wtalc")
+  np.testing.assert_array_equal(a_eager, a)
+  np.testing.assert_array_equal(b_eager, b)
+  with jax.enable_x64(True):
+    areas = linpro.instance_areas(segments[0], valid[0], length[0], "wtalc")
+    lp = linpro._reduce_block(areas, valid[0], scores[0], "sum")[-1]
+    steps = functools.partial(linpro.solve_elastic_lp, max_iter=3)
+    jitted = jax.jit(steps)(lp)
+    with jax.disable_jit():
+      eager = steps(lp)
+  np.testing.assert_allclose(eager[0], jitted[0], atol=1e-6)
+
+
+def test_bad_input_raises():
+  seg, sc, va = np.zeros((3, 2)), np.zeros(3), np.ones(3, bool)
+  with pytest.raises(ValueError, match="solver"):
+    linpro.linpro_labels(seg, sc, va, 5, num_snippets=5, solver="cvxpy")
+  with pytest.raises(ValueError, match="normalize"):
+    linpro.linpro_constraints(seg, sc, va, 5, num_snippets=5, normalize="max")
+  with pytest.raises(ValueError, match="scores"):
+    linpro.linpro_labels(seg, np.zeros(4), va, 5, num_snippets=5)
+  with pytest.raises(ValueError, match="segments"):
+    linpro.linpro_labels(np.zeros((3, 3)), sc, va, 5, num_snippets=5)
