@@ -16,11 +16,11 @@ them (``STATUS_RELAXED``); both counts are printed.
 
 Printed per solver: time, ratio to the reference, max relative objective error vs HiGHS on the
 feasible LPs, status counts (solved / relaxed / failed) and mismatches (HiGHS feasible but ours
-not solved). ``--solvers`` picks solvers; ``--slow-max-rows`` limits mpax and jaxopt (first-order
-methods, minutes on the big buckets) to buckets of at most that many rows, timed against the
-reference on the same problems.
+not solved). ``--solvers`` picks solvers; ``--slow-max-rows`` limits qpax (dense ``n x n``
+Hessian), mpax and jaxopt (first-order methods), which take minutes on the big buckets, to
+buckets of at most that many rows, timed against the reference on the same problems (the default ``ipm`` is printed on both sets).
 
-Run: ``python benchmarks/linpro.py`` (about 2-4 minutes on 2 CPU cores, mostly compilation).
+Run: ``python benchmarks/linpro.py`` (about 5 minutes on 2 CPU cores, mostly compilation).
 """
 
 from __future__ import annotations
@@ -82,14 +82,15 @@ def reference_matrix(num_snippets, segments):
 
 
 def run_reference(problems):
-  """Seconds, objectives (None where infeasible) of HiGHS on the full LPs."""
-  objectives = []
-  start = time.perf_counter()
+  """Per-problem seconds and objectives (None where infeasible) of HiGHS on the full LPs."""
+  seconds, objectives = [], []
   for num_snippets, segments, scores in problems:
+    start = time.perf_counter()
     res = optimize.linprog(np.ones(num_snippets), A_eq=reference_matrix(num_snippets, segments),
                            b_eq=scores, bounds=(0.0, 1.0), method="highs")
+    seconds.append(time.perf_counter() - start)
     objectives.append(res.fun if res.status == 0 else None)
-  return time.perf_counter() - start, objectives
+  return np.array(seconds), objectives
 
 
 def buckets(problems):
@@ -113,9 +114,9 @@ def padded_batch(problems, indices, num_rows):
 
 
 def run_ours(problems, groups, solver):
-  """Warm seconds, objectives and statuses of ``linpro_labels`` per bucket."""
-  objectives, statuses = {}, {}
-  seconds = compile_seconds = 0.0
+  """Warm seconds per bucket, compile seconds, objectives and statuses of ``linpro_labels``."""
+  objectives, statuses, seconds = {}, {}, {}
+  compile_seconds = 0.0
   for num_rows, indices in groups.items():
     args, num_snippets = padded_batch(problems, indices, num_rows)
     call = lambda: jax.block_until_ready(linpro.linpro_labels(
@@ -125,7 +126,7 @@ def run_ours(problems, groups, solver):
     compile_seconds += time.perf_counter() - start
     start = time.perf_counter()
     _, info = call()
-    seconds += time.perf_counter() - start
+    seconds[num_rows] = time.perf_counter() - start
     for j, i in enumerate(indices):
       objectives[i] = float(info["objective"][j])
       statuses[i] = int(info["status"][j])
@@ -135,7 +136,7 @@ def run_ours(problems, groups, solver):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--solvers", default="ipm,qpax,mpax,jaxopt")
-  parser.add_argument("--slow-max-rows", type=int, default=16)
+  parser.add_argument("--slow-max-rows", type=int, default=8)
   args = parser.parse_args()
   problems = workload()
   groups = buckets(problems)
@@ -145,30 +146,39 @@ def main():
         f"T {min(p[0] for p in problems)}..{max(p[0] for p in problems)}; buckets (rows: "
         f"problems) {', '.join(f'{k}: {len(v)}' for k, v in groups.items())}")
   reference_seconds, reference = run_reference(problems)
-  reference_seconds = min(reference_seconds, run_reference(problems)[0])
+  reference_seconds = np.minimum(reference_seconds, run_reference(problems)[0])  # best of two
   infeasible = sum(r is None for r in reference)
-  print(f"reference (numpy + scipy HiGHS, full LP, one per problem): {reference_seconds:.3f} s, "
-        f"{infeasible} infeasible")
+  print(f"reference (numpy + scipy HiGHS, full LP, one per problem): "
+        f"{reference_seconds.sum():.3f} s, {infeasible} infeasible")
   print(f"{'solver':8s} {'problems':>8s} {'ours s':>8s} {'ref s':>8s} {'ratio':>7s} "
         f"{'max obj err':>11s} {'solved':>6s} {'relaxed':>7s} {'failed':>6s} {'mismatch':>8s} "
         f"{'compile s':>9s}")
-  for solver in args.solvers.split(","):
-    subset = groups if solver in ("ipm", "qpax") else {
-        k: v for k, v in groups.items() if k <= args.slow_max_rows}
+  small = {k: v for k, v in groups.items() if k <= args.slow_max_rows}
+  solvers = args.solvers.split(",")
+  runs = [(s, groups) for s in solvers if s == "ipm"] + [(s, small) for s in solvers if s != "ipm"]
+  if "ipm" in solvers and len(runs) > 1:
+    runs.append(("ipm", small))  # the default on the problems of the other solvers
+  per_bucket = None
+  for solver, subset in runs:
     indices = [i for v in subset.values() for i in v]
-    ref_seconds = (reference_seconds if len(indices) == len(problems) else
-                   run_reference([problems[i] for i in indices])[0])
+    ref_seconds = reference_seconds[indices].sum()
     seconds, compile_seconds, objectives, statuses = run_ours(problems, subset, solver)
+    if solver == "ipm" and per_bucket is None:
+      per_bucket = seconds
     errors = [abs(objectives[i] - reference[i]) / max(1.0, abs(reference[i])) for i in indices
               if reference[i] is not None and statuses[i] == linpro.STATUS_SOLVED]
     counts = collections.Counter(statuses.values())
     mismatch = sum((reference[i] is not None) != (statuses[i] == linpro.STATUS_SOLVED)
                    for i in indices)
-    print(f"{solver:8s} {len(indices):8d} {seconds:8.3f} {ref_seconds:8.3f} "
-          f"{ref_seconds / seconds:6.1f}x {max(errors, default=float('nan')):11.1e} "
+    total = sum(seconds.values())
+    print(f"{solver:8s} {len(indices):8d} {total:8.3f} {ref_seconds:8.3f} "
+          f"{ref_seconds / total:6.1f}x {max(errors, default=float('nan')):11.1e} "
           f"{counts[linpro.STATUS_SOLVED]:6d} {counts[linpro.STATUS_RELAXED]:7d} "
           f"{counts[linpro.STATUS_FAILED]:6d} {mismatch:8d} {compile_seconds:9.1f}")
-
+  if per_bucket:
+    print("ipm per bucket (rows: ours ms / reference ms = ratio): " + ", ".join(
+        f"{k}: {1e3 * v:.1f}/{1e3 * reference_seconds[groups[k]].sum():.1f}="
+        f"{reference_seconds[groups[k]].sum() / v:.0f}x" for k, v in per_bucket.items()))
 
 if __name__ == "__main__":
   main()

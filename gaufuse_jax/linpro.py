@@ -28,9 +28,9 @@ their values. We do that exactly and cheaply (issue 3 §2):
 * **Decomposition.** Instances whose supports (inner plus outer areas) do not overlap, directly or
   through others, give independent LPs. Rows are sorted by support start, split into connected
   components and consecutive components are packed into blocks of ``block_rows`` rows, each
-  solved as its own small LP (the solve is exact; it only changes the cost, from dense ``O(K^3)``
-  to ``O(K * block_rows^2)``). If a component has more than ``block_rows`` rows, the problems of
-  the batch that need it are solved as one dense block (``info["dense"]``).
+  solved as its own small LP (exact; it only changes the cost of a Newton step from dense
+  ``O(K^3)`` to ``O(K * block_rows^2)``). A batch whose largest component does not fit uses
+  blocks of 2x or 4x ``block_rows``, or one dense block (``info["block_rows"]``).
 * **Infeasible LPs** (e.g. a negative score on an instance without outer area, nested instances
   without outer area whose scores decrease inwards, identical rows with different scores; the
   authors' code writes NaN into the labels then, reference §2) are handled by solving the
@@ -43,24 +43,35 @@ their values. We do that exactly and cheaply (issue 3 §2):
   finite) gives zero labels for the class and ``STATUS_FAILED``. Labels are never NaN or inf.
 
 Solvers (``solver=``), all jitted and batched with ``vmap`` over blocks and problems; all solve the
-same elastic reduced LP in standard form ``min c.x, A x = b, 0 <= x <= u``:
+same elastic reduced LP (standard form ``min c.x, A x = b, 0 <= x <= u``) and are accepted only
+by our certificate (``_certificate``: relative primal residual, bounds and weak-duality gap from
+the returned duals), never by their own flags:
 
-* ``"ipm"`` (default): a Mehrotra predictor-corrector interior-point method written here that
-  factorises the ``block_rows x block_rows`` normal equations ``A diag(theta) A^T`` (Cholesky,
-  regularised), converging in ~10-20 iterations to ~1e-9 (float64) / ~1e-6 (float32).
-* ``"qpax"``: qpax's primal-dual interior point (``Q = 0``); it factorises the dense ``n x n``
-  Hessian (``n`` = classes + slacks, about ``6 * block_rows``), so it does ``O(n^3)`` work per
-  iteration; its float32 ``converged`` flag is unreliable, our certificate decides.
-* ``"mpax"``: PDLP (``r2HPDHG``, restarted Halpern PDHG) with an ``iteration_limit``; first order,
-  needs hundreds to thousands of matrix-vector products.
-* ``"jaxopt"``: jaxopt ``BoxOSQP`` (ADMM) with ``Q = 0``; slow to converge on LPs and stalls
-  around 1e-4 relative accuracy, so its default acceptance tolerance is looser.
+* ``"ipm"`` (default): a Mehrotra predictor-corrector interior point written here; a Newton step
+  factorises the ``block_rows x block_rows`` normal equations (Cholesky, unrolled for small
+  blocks). ~15-30 steps to the default tolerance (1e-9 in float64, 1e-5 in float32).
+* ``"qpax"``: qpax's primal-dual interior point with ``Q = 0``; it factorises the dense ``n x n``
+  Hessian (``n`` = classes + 2 slacks per row, about ``6 * block_rows``), so a step costs
+  ``O(n^3)``; as accurate as ``"ipm"``, ~20x slower. (With jax 0.10.2 on CPU, qpax inside the
+  full batched function hung in XLA, reproducibly, on 16-row problems; small ones run.)
+* ``"mpax"``: PDLP (``r2HPDHG``) under jit with an ``iteration_limit`` (default 20000); first
+  order, thousands of matrix-vector products; in float32 it often stops short of 1e-5.
+* ``"jaxopt"``: jaxopt ``BoxOSQP`` (ADMM, ``Q = 0``); on these LPs it does not reach 1e-3 in 4000
+  iterations on many problems, so its default tolerance is 1e-2 and failures are common.
 
-Why ``"ipm"`` is the default: measured by ``benchmarks/linpro.py`` on the THUMOS14-sized workload
-(see the README of that script's output and the report of issue 3), it is the fastest and the
-most accurate of the four; qpax is as accurate but does ``O(n^3)`` work on the Hessian instead of
-``O(block_rows^3)`` on the normal equations, mpax and BoxOSQP need orders of magnitude more
-iterations (and BoxOSQP does not reach the tolerance).
+Why ``"ipm"`` is the default (``benchmarks/linpro.py``, THUMOS14-sized workload, 227 LPs, 2 CPU
+cores, float32): it is the only solver that certifies every problem at 1e-5 and matches HiGHS
+(max relative objective error 3.5e-6, same feasible / infeasible split), in 0.085-0.09 s
+against 0.29-0.32 s for scipy HiGHS one LP at a time: ~3.5x overall, 25-30x on the LPs of up
+to 8 rows, ~1x on those of 128-256 rows (HiGHS needs ~1.3 ms per LP; ours ~1-5 us per block
+and Newton step, ~25 steps), so the goal of 20x is reached only on small problems on this CPU.
+On the 78 LPs of <= 8 rows, qpax is as accurate but ~20-40x slower than ``"ipm"``; mpax (24
+uncertified) and BoxOSQP (36 uncertified) are slower still.
+
+Float32: the LPs are highly degenerate; the interior point floors the complementarity pairs at
+``sqrt(eps)`` inside the Newton system (as qpax does), which certifies all realistic problems,
+but a rare ill-conditioned one (~0.3 % of adversarial random problems in the tests) fails the
+certificate and gets zero labels (``STATUS_FAILED``, counted). Enable x64 for exact labels.
 """
 
 from __future__ import annotations
@@ -85,8 +96,8 @@ STATUS_FAILED = 2  # no certified solution: zero labels for the class.
 
 _INNER, _OUTER = 1, 2
 # Cost of one unit (snippet x label) of constraint violation, relative to one unit of label mass.
-# Exact for feasible problems when above the largest optimal dual; the duals of these LPs are
-# small (mostly +-1, a few units where rows interlock), checked against HiGHS in the tests.
+# Exact for feasible problems when above the largest optimal dual. Measured with HiGHS: max |dual|
+# 2 on the benchmark workload, 14 on adversarial random problems (tests compare with HiGHS).
 _PENALTY = 1e3
 
 
@@ -165,7 +176,8 @@ def _coefficients(areas, codes, normalize, dtype):
 
 @functools.partial(jax.jit, static_argnames=("num_snippets", "outer_rule", "normalize"))
 def linpro_constraints(segments, scores, valid, valid_length, *, num_snippets,
-                       outer_rule="gaufuse", normalize="sum"):
+                       outer_rule: segments_lib.OuterRule = "gaufuse",
+                       normalize: Normalize = "sum"):
   """LinPro constraint matrix of one video and class (paper eq. 5, reference §2).
 
   Args:
@@ -372,7 +384,8 @@ def _cholesky(matrix):
     diag = matrix[j, j] - sum(factor[j][k] * factor[j][k] for k in range(j))
     factor[j][j] = jnp.sqrt(jnp.maximum(diag, jnp.finfo(matrix.dtype).eps))
     for i in range(j + 1, n):
-      factor[i][j] = (matrix[i, j] - sum(factor[i][k] * factor[j][k] for k in range(j))) / factor[j][j]
+      dot = sum(factor[i][k] * factor[j][k] for k in range(j))
+      factor[i][j] = (matrix[i, j] - dot) / factor[j][j]
   zero = jnp.zeros_like(matrix[0, 0])
   return jnp.stack([jnp.stack([v if v is not None else zero for v in row]) for row in factor])
 
@@ -570,8 +583,9 @@ def _problem_labels(areas, valid, scores, valid_length, *, block_rows, num_snipp
 
 @functools.partial(jax.jit, static_argnames=("num_snippets", "outer_rule", "normalize", "solver",
                                              "block_rows", "tol", "max_iter"))
-def linpro_labels(segments, scores, valid, valid_length, *, num_snippets, outer_rule="gaufuse",
-                  normalize="sum", solver="ipm", block_rows=8, tol=None, max_iter=None):
+def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
+                  outer_rule: segments_lib.OuterRule = "gaufuse", normalize: Normalize = "sum",
+                  solver: Solver = "ipm", block_rows=8, tol=None, max_iter=None):
   """LinPro snippet labels of padded problems (paper eq. 5-6 with averaging; issue 3 §1-2).
 
   Args:
@@ -587,9 +601,9 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets, outer_
       ``linpro_constraints``.
     solver: ``"ipm"`` (default), ``"qpax"``, ``"mpax"`` or ``"jaxopt"`` (module docstring).
     block_rows: static rows per independent block (cost ``O(K * block_rows^2)`` per Newton step).
-      If a connected component of the batch is larger, the whole batch uses ``4 * block_rows``,
-      or else ``K``, rows per block (``info["block_rows"]``; one ``lax.switch`` branch runs,
-      under an outer ``vmap`` all of them).
+      If the largest connected component of the batch is larger, the whole batch uses 2x or 4x
+      ``block_rows`` or ``K`` rows per block (``info["block_rows"]``; one ``lax.switch`` branch
+      runs, under an outer ``vmap`` all of them).
     tol: relative tolerance (stopping and acceptance); default ``default_tolerance``.
     max_iter: iteration limit; default ``default_max_iter``.
 
@@ -626,7 +640,7 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets, outer_
 
   # The block size is chosen for the whole batch: the smallest tier that holds its largest
   # connected component (lax.switch runs one branch; under an outer vmap, all of them).
-  tiers = sorted({min(block_rows, num_rows), min(4 * block_rows, num_rows), num_rows})
+  tiers = sorted({min(block_rows * 2**i, num_rows) for i in range(3)} | {num_rows})
   largest = jnp.max(jax.vmap(_largest_component)(areas, valid))
   tier = jnp.sum(largest > jnp.asarray(tiers[:-1], jnp.int32))
   labels, info = jax.lax.switch(tier, [functools.partial(solve, r) for r in tiers])
