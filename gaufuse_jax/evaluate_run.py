@@ -61,8 +61,7 @@ def evaluate_checkpoint(config, workdir, *, checkpoint="best", split="test", num
   raw, step = restore_checkpoint(config, workdir, checkpoint)
   model = inference.build_model(config, train_ds)
   params = inference.replicate(raw["params"], config)
-  bucket_sizes = tuple(config.bucket_sizes) or batching.default_bucket_sizes(
-      np.concatenate([train_ds.lengths, test_ds.lengths]))
+  bucket_sizes = inference.bucket_sizes(config, train_ds, test_ds)
   metrics, detections = inference.evaluate(config, params, dataset,
                                            p_eval=inference.make_eval_step(config, model),
                                            bucket_sizes=bucket_sizes)
@@ -79,10 +78,13 @@ def plot_videos(config, model, params, dataset, detections, metrics, out_dir, *,
                 generations=None):
   """PNG plots of the first ``num_plots`` videos with ground truth, and mAP vs tIoU."""
   loc = input_pipeline.localization_config(config.eval)
-  apply = jax.jit(lambda f, n: steps.frame_and_video_scores(
-      model.apply({"params": params}, f, n, train=False), frame_coef=config.eval.frame_coef,
-      video_coef=config.eval.video_coef) + (
-          model.apply({"params": params}, f, n, train=False)["o"]["attention"],))
+  @jax.jit
+  def apply(features, valid_length):
+    outputs = model.apply({"params": params}, features, valid_length, train=False)
+    cas, video_scores = steps.frame_and_video_scores(
+        outputs, frame_coef=config.eval.frame_coef, video_coef=config.eval.video_coef)
+    return cas, video_scores, outputs["o"]["attention"]
+
   gt = dataset.ground_truth()
   shown = [v for v in range(len(dataset)) if len(dataset.segments[v])][:num_plots]
   for v in shown:

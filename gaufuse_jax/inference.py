@@ -41,6 +41,12 @@ def batches(config, dataset, *, epoch, shuffle, bucket_sizes, crop=False):
   return iterator, count
 
 
+def bucket_sizes(config, *datasets) -> tuple[int, ...]:
+  """``config.bucket_sizes``, or sizes picked from the lengths of all ``datasets`` when empty."""
+  return tuple(config.bucket_sizes) or batching.default_bucket_sizes(
+      np.concatenate([d.lengths for d in datasets]))
+
+
 def build_model(config, dataset) -> rskp.RSKP:
   """The RSKP model of ``config.model`` for ``dataset``'s classes and feature size."""
   return rskp.RSKP(num_classes=dataset.num_classes, feature_dim=dataset.feature_dim,

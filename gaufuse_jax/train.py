@@ -24,7 +24,6 @@ from gaufuse_jax import metric_writers
 from gaufuse_jax import schedule as schedule_lib
 from gaufuse_jax import steps
 from gaufuse_jax import train_state as train_state_lib
-from gaufuse_jax.data import batching
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -59,8 +58,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_ds, test_ds = input_pipeline.load_datasets(config.data)
   if is_main:
     inference.write_run_info(workdir, train_ds)
-  bucket_sizes = tuple(config.bucket_sizes) or batching.default_bucket_sizes(
-      np.concatenate([train_ds.lengths, test_ds.lengths]))
+  bucket_sizes = inference.bucket_sizes(config, train_ds, test_ds)
   logging.info("Data %s: %d train / %d test videos, %d classes, D=%d, buckets %s",
                train_ds.name, len(train_ds), len(test_ds), train_ds.num_classes,
                train_ds.feature_dim, bucket_sizes)
@@ -180,20 +178,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     eval_now = done == num_epochs or (config.eval.every_epochs and
                                       done % config.eval.every_epochs == 0)
     if eval_now:
-      last_metrics, last_detections = inference.evaluate(config, rstate.params, test_ds, p_eval=p_eval,
-                                               bucket_sizes=bucket_sizes)
+      last_metrics, last_detections = inference.evaluate(
+          config, rstate.params, test_ds, p_eval=p_eval, bucket_sizes=bucket_sizes)
       scalars.update({f"test/{k}": v for k, v in last_metrics.items()})
       logging.info("epoch %d: %s %.2f, cmAP %.2f", done, config.best_metric,
                    last_metrics[config.best_metric], last_metrics["cmAP"])
     writer.write(done, scalars)
     if done == num_epochs or done % config.checkpoint_every_epochs == 0:
-      ckpt.save(done, inference.unreplicate((rstate)),
+      ckpt.save(done, inference.unreplicate(rstate),
                 last_metrics if eval_now else None)
 
   # ------------------------------------------------------------------ final outputs
   if last_detections is None:  # resumed a finished run, or the last epoch was not evaluated
-    last_metrics, last_detections = inference.evaluate(config, rstate.params, test_ds, p_eval=p_eval,
-                                             bucket_sizes=bucket_sizes)
+    last_metrics, last_detections = inference.evaluate(
+        config, rstate.params, test_ds, p_eval=p_eval, bucket_sizes=bucket_sizes)
   if is_main:
     inference.write_outputs(workdir, test_ds, last_metrics, last_detections)
   writer.close()

@@ -1,7 +1,6 @@
 """Δ pseudo labels, the pseudo-label loss and the on-device pipeline (paper §3.2-3.3)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gaufuse_jax import linpro
