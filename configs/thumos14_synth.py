@@ -3,7 +3,7 @@ from ``../shared/data`` with generated I3D-like features (``gaufuse_jax.data.syn
 
   python -m launch.train --config=configs/thumos14_synth.py --workdir=/tmp/th14_synth
 
-Reduced for 2 CPU cores: D=256 features and the reference schedule scaled to 1/10 (35 epochs).
+Reduced for 2 CPU cores: D=128 features and the reference schedule scaled to 1/10 (35 epochs).
 Expected result: see README "Results" (semi-synthetic THUMOS14 row).
 """
 
@@ -21,7 +21,7 @@ def get_config():
   c.data.source = "semisynthetic"
   c.data.dataset = "Thumos14reduced"
   c.data.annotation_dir = str(_SHARED / "Thumos14reduced-Annotations")
-  c.data.feature_dim = 256
+  c.data.feature_dim = 128
   c.max_snippets = 768
   c.schedule = schedule.reference_schedule(0.1)
   c.schedule.lr_values = (1e-3, 8e-4, 4e-4, 1e-5, 5e-6)

@@ -41,10 +41,12 @@ def batches(config, dataset, *, epoch, shuffle, bucket_sizes, crop=False):
   return iterator, count
 
 
-def bucket_sizes(config, *datasets) -> tuple[int, ...]:
-  """``config.bucket_sizes``, or sizes picked from the lengths of all ``datasets`` when empty."""
+def bucket_sizes(config, *datasets, crop=False) -> tuple[int, ...]:
+  """``config.bucket_sizes``, or sizes picked from the lengths of all ``datasets`` when empty;
+  ``crop`` picks them for the training crops (``config.max_snippets``)."""
   return tuple(config.bucket_sizes) or batching.default_bucket_sizes(
-      np.concatenate([d.lengths for d in datasets]))
+      np.concatenate([d.lengths for d in datasets]),
+      max_snippets=(config.max_snippets or None) if crop else None)
 
 
 def build_model(config, dataset) -> rskp.RSKP:

@@ -55,6 +55,7 @@ def pseudo_label_config(pc) -> pseudo_labels.PseudoLabelConfig:
   generation, see ``generate_pseudo_labels``)."""
   loc = localization.LocalizationConfig(
       class_threshold=pc.class_threshold, thresholds=_thresholds(pc.thresholds),
-      max_proposals=pc.max_proposals, max_instances=pc.max_instances, outer_rule=pc.outer_rule)
+      max_proposals=pc.max_proposals, max_instances=pc.max_instances, outer_rule=pc.outer_rule,
+      suppression=pc.suppression)
   return pseudo_labels.PseudoLabelConfig(localization=loc, outer_rule=pc.outer_rule,
                                          normalize=pc.normalize, solver=pc.solver)

@@ -58,10 +58,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_ds, test_ds = input_pipeline.load_datasets(config.data)
   if is_main:
     inference.write_run_info(workdir, train_ds)
-  bucket_sizes = inference.bucket_sizes(config, train_ds, test_ds)
-  logging.info("Data %s: %d train / %d test videos, %d classes, D=%d, buckets %s",
+  bucket_sizes = inference.bucket_sizes(config, train_ds, test_ds)  # whole videos
+  crop_bucket_sizes = inference.bucket_sizes(config, train_ds, crop=True)  # training crops
+  logging.info("Data %s: %d train / %d test videos, %d classes, D=%d, buckets %s (training %s)",
                train_ds.name, len(train_ds), len(test_ds), train_ds.num_classes,
-               train_ds.feature_dim, bucket_sizes)
+               train_ds.feature_dim, bucket_sizes, crop_bucket_sizes)
 
   # ------------------------------------------------------------------ model and state
   model = inference.build_model(config, train_ds)
@@ -149,7 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "label_mode": np.int32(plan.label_mode), "delta_scale": np.float32(plan.delta_scale)}, config)
     sums = {}
     batches, total = inference.batches(config, train_ds, epoch=epoch, shuffle=True,
-                              bucket_sizes=bucket_sizes, crop=True)
+                                       bucket_sizes=crop_bucket_sizes, crop=True)
     for batch in inference.progress(batches, total, f"epoch {epoch + 1}/{num_epochs}"):
       rstate, metrics = p_train[plan.use_memory](rstate, batch, hparams)
       # Wait for every device before the next step: queued collective steps deadlock XLA:CPU.
