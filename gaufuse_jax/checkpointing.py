@@ -12,6 +12,7 @@ import pathlib
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 
@@ -48,6 +49,8 @@ class Checkpointer:
     self.best_metric = best_metric
     if jax.process_index() == 0:
       _set_aside_unreadable_metrics(self.directory)
+    if jax.process_count() > 1:  # no process opens the steps before process 0 set files aside
+      multihost_utils.sync_global_devices("gaufuse_checkpointer_init")
     policy = ocp.checkpoint_managers.AnyPreservationPolicy([
         ocp.checkpoint_managers.LatestN(n=keep_latest),
         ocp.checkpoint_managers.BestN(

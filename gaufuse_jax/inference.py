@@ -11,6 +11,7 @@ import pathlib
 
 from flax import jax_utils
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import tqdm
 
@@ -63,7 +64,8 @@ def make_eval_step(config, model):
 
 
 def detect(config, params, dataset, *, p_eval, bucket_sizes):
-  """Detections and video scores of every video of ``dataset``.
+  """Detections and video scores of every video of ``dataset``; with several processes each
+  localizes its shard of the videos and all of them return the whole set (gathered per batch).
 
   Args:
     params: replicated parameters (leading local-device axis).
@@ -76,14 +78,18 @@ def detect(config, params, dataset, *, p_eval, bucket_sizes):
   iterator, total = batches(config, dataset, epoch=0, shuffle=False, bucket_sizes=bucket_sizes)
   for batch in progress(iterator, total, f"localize {dataset.split}"):
     # device_get blocks: one step at a time, never a queue of collective steps.
-    instances, scores = jax.device_get(p_eval(params, batch))
-    index = batch["video_index"].reshape(-1)
+    outputs = jax.device_get(p_eval(params, batch)) + (batch["video_index"],)
+    if jax.process_count() > 1:  # each process localized its own shard: all get every shard
+      outputs = multihost_utils.process_allgather(outputs)  # same shapes on every process
+    lead = outputs[2].ndim  # [(processes,) devices, b]
+    instances, scores, index = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[lead:]),
+                                            outputs)
     keep = index >= 0
-    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[keep], instances)
+    flat = jax.tree.map(lambda x: x[keep], instances)
     parts.append(evaluation.detections_from_padded(
         flat.segments[..., 0], flat.segments[..., 1], flat.scores, flat.valid,
         video_index=index[keep]))
-    video_scores[index[keep]] = scores.reshape(-1, scores.shape[-1])[keep]
+    video_scores[index[keep]] = scores[keep]
   detections = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   return detections, video_scores
 
@@ -142,8 +148,12 @@ def local_devices(config):
 
 
 def pmap(fn, config, **kwargs):
-  """``jax.pmap`` over ``local_devices(config)`` with the batch axis name of ``steps``."""
-  return jax.pmap(fn, axis_name=steps.AXIS, devices=local_devices(config), **kwargs)
+  """``jax.pmap`` with the batch axis name of ``steps`` over ``local_devices(config)`` of every
+  process: pmap wants the same global device list on all processes (a list of local devices
+  would give each process its own, unconnected pmap)."""
+  n = len(local_devices(config))
+  devices = [d for p in range(jax.process_count()) for d in jax.local_devices(p)[:n]]
+  return jax.pmap(fn, axis_name=steps.AXIS, devices=devices, **kwargs)
 
 
 def replicate(tree, config):

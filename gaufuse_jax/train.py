@@ -13,6 +13,7 @@ import time
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -40,8 +41,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ValueError: for an inconsistent config (named field).
   """
   # ------------------------------------------------------------------ setup
-  if config.distributed:
-    jax.distributed.initialize()
+  if config.distributed and not jax.distributed.is_initialized():
+    jax.distributed.initialize()  # arguments auto-detected (TPU pods, Slurm, Open MPI)
   schedule_lib.validate_schedule(config.schedule)
   workdir = pathlib.Path(workdir)
   is_main = jax.process_index() == 0
@@ -116,9 +117,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         new[index[j], :labels.shape[1]] = labels[j]
       fallbacks += int(np.sum(diag["lp_fallbacks"]))
       instances += int(np.sum(diag["num_instances"]))
-    if jax.process_count() > 1:  # each host labelled its own shard of the videos
-      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-      new = np.asarray(multihost_utils.process_allgather(new)).sum(0)
+    if jax.process_count() > 1:  # each host labelled (and counted) its own shard of the videos
+      new, counts = multihost_utils.process_allgather((new, np.array([fallbacks, instances])))
+      new, (fallbacks, instances) = new.sum(0), counts.sum(0)
     if not np.all(np.isfinite(new)):
       raise NonFiniteLossError(f"pseudo-label generation at epoch {epoch} produced NaN/inf")
     logging.info("Pseudo labels @%d (T=%g): %d fused instances, %d LP fallbacks.", epoch,

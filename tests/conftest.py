@@ -1,6 +1,8 @@
 """Shared pytest fixtures. Tests run on CPU; a 2-device host platform is forced so that pmap
 tests can run (the flag must be set before jax initialises its backends)."""
 
+import dataclasses
+import json
 import os
 import pathlib
 
@@ -10,9 +12,15 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 "
                       "--xla_cpu_enable_concurrency_optimized_scheduler=false")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import ml_collections  # noqa: E402
 import pytest  # noqa: E402
 
+from configs import tiny  # noqa: E402
+from gaufuse_jax import input_pipeline  # noqa: E402
+from gaufuse_jax import train  # noqa: E402
+
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+NUM_EPOCHS = 4  # of the shared tiny run
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +29,49 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     pytest.skip(f"shared data folder not found at {SHARED_DATA}")
   return SHARED_DATA
+
+
+def shared_config() -> ml_collections.ConfigDict:
+  """configs/tiny.py in 4 epochs: warm-up epoch 0 (memory filled after it), memory branch from
+  epoch 1, generations at the start of epochs 1 and 2, plain labels in epoch 2, Δ labels in
+  epoch 3, a learning-rate step at epoch 2, evaluations after epochs 2 and 4, a checkpoint after
+  every epoch; one bucket (288 >= the longest video) so each step compiles once."""
+  c = tiny.get_config()
+  s = c.schedule
+  s.num_epochs = NUM_EPOCHS
+  s.warmup_epochs = 0
+  s.pseudo_start = 1
+  s.generation_epochs = (1, 2)
+  s.generation_temperatures = (0.02, 0.002)
+  s.delta_start = 2
+  s.delta_scale_epochs = (2,)
+  s.delta_scales = (2.0,)
+  s.lr_boundaries = (2,)
+  s.lr_values = (1e-3, 5e-4)
+  c.eval.every_epochs = 2
+  c.checkpoint_every_epochs = 1
+  c.bucket_sizes = (288,)
+  return c
+
+
+@dataclasses.dataclass
+class Run:
+  config: ml_collections.ConfigDict
+  workdir: pathlib.Path
+  metrics: dict
+  train_ds: object
+  test_ds: object
+
+  def log(self) -> list[dict]:
+    return [json.loads(line) for line in (self.workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory) -> Run:
+  """One tiny run of ``shared_config()``, trained once per session (test_train.py,
+  test_notebooks.py); tests may read, resume and evaluate it, and write only under ``eval_*``."""
+  config = shared_config()
+  workdir = tmp_path_factory.mktemp("tiny_run")
+  metrics = train.train_and_evaluate(config, str(workdir))
+  train_ds, test_ds = input_pipeline.load_datasets(config.data)
+  return Run(config, workdir, metrics, train_ds, test_ds)

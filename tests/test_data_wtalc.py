@@ -295,6 +295,14 @@ def test_error_nan_rows(tiny):
     _load(root)
 
 
+def test_error_empty_classlist(tiny):
+  root, _, _ = tiny
+  np.save(_ann(root) / "classlist.npy", np.array([], dtype="S1"))
+  with pytest.raises(wtalc.DataError,
+                     match=r"classlist\.npy: expected at least one class name, found none"):
+    _load(root)
+
+
 def test_error_segment_label_not_in_classlist(tiny):
   root, _, _ = tiny
   _resave(root, "labels", [["Jump", "Jump"], ["Swim"], ["Dance"], []])

@@ -1,15 +1,15 @@
 """The training job end to end (issue 6; issue 7 §3 faults), on ONE shared tiny run.
 
-The module-scoped ``run`` fixture trains ``configs/tiny.py`` in-process, shortened to 4 epochs
-that still fire every phase of the schedule (`test_shared_schedule_fires_every_phase`), with one
-bucket size so that each step function compiles once. The other tests read its workdir,
-restore its checkpoints, resume it, evaluate it and localize with it. Training always uses
-``num_devices=1`` here: the 2 forced host devices of conftest are used only by the one-step
-pmap check at the bottom (a whole run pmapped over 2 fake CPU devices can starve XLA:CPU).
+The session-scoped ``run`` fixture of conftest.py (test_notebooks.py uses it too) trains
+``configs/tiny.py`` in-process, shortened to 4 epochs that still fire every phase of the schedule
+(`test_shared_schedule_fires_every_phase`), with one bucket size so that each step function
+compiles once. The other tests read its workdir, restore its checkpoints, resume it, evaluate it
+and localize with it. Training always uses ``num_devices=1`` here: the 2 forced host devices of
+conftest are used only by the one-step pmap check at the bottom (a whole run pmapped over 2 fake
+CPU devices can starve XLA:CPU).
 The SIGKILL/resume check is in ``test_resume_kill.py`` (slow).
 """
 
-import dataclasses
 import faulthandler
 import functools
 import json
@@ -21,16 +21,16 @@ import sys
 from flax import jax_utils
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from configs import tiny
+from conftest import NUM_EPOCHS
+from conftest import shared_config
 from gaufuse_jax import checkpointing
 from gaufuse_jax import evaluate_run
 from gaufuse_jax import evaluation
 from gaufuse_jax import inference
-from gaufuse_jax import input_pipeline
 from gaufuse_jax import memory as memory_lib
 from gaufuse_jax import schedule as schedule_lib
 from gaufuse_jax import steps
@@ -40,52 +40,7 @@ from gaufuse_jax.data import batching
 from gaufuse_jax.data import embedded
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-NUM_EPOCHS = 4
 MAIN_METRICS = ("wtalc/mAP@0.1:0.7", "activitynet/mAP@0.5:0.05:0.95", "cmAP")
-
-
-def shared_config() -> ml_collections.ConfigDict:
-  """configs/tiny.py in 4 epochs: warm-up epoch 0 (memory filled after it), memory branch from
-  epoch 1, generations at the start of epochs 1 and 2, plain labels in epoch 2, Δ labels in
-  epoch 3, a learning-rate step at epoch 2, evaluations after epochs 2 and 4, a checkpoint after
-  every epoch; one bucket (288 >= the longest video) so each step compiles once."""
-  c = tiny.get_config()
-  s = c.schedule
-  s.num_epochs = NUM_EPOCHS
-  s.warmup_epochs = 0
-  s.pseudo_start = 1
-  s.generation_epochs = (1, 2)
-  s.generation_temperatures = (0.02, 0.002)
-  s.delta_start = 2
-  s.delta_scale_epochs = (2,)
-  s.delta_scales = (2.0,)
-  s.lr_boundaries = (2,)
-  s.lr_values = (1e-3, 5e-4)
-  c.eval.every_epochs = 2
-  c.checkpoint_every_epochs = 1
-  c.bucket_sizes = (288,)
-  return c
-
-
-@dataclasses.dataclass
-class Run:
-  config: ml_collections.ConfigDict
-  workdir: pathlib.Path
-  metrics: dict
-  train_ds: object
-  test_ds: object
-
-  def log(self) -> list[dict]:
-    return [json.loads(line) for line in (self.workdir / "metrics.jsonl").read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Run:
-  config = shared_config()
-  workdir = tmp_path_factory.mktemp("tiny_run")
-  metrics = train.train_and_evaluate(config, str(workdir))
-  train_ds, test_ds = input_pipeline.load_datasets(config.data)
-  return Run(config, workdir, metrics, train_ds, test_ds)
 
 
 def _train_rows(run):

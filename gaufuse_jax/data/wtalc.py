@@ -293,7 +293,7 @@ def load_annotations(annotation_dir, *, dataset: str = "Thumos14reduced") -> Ann
 
   Raises:
     MissingFileError: a required file is absent.
-    DataError: unreadable file; files that disagree on the number of videos; duplicate class
+    DataError: unreadable file; an empty class list; files that disagree on the number of videos; duplicate class
       or video names; a duration that is not finite and > 0; a segment that is not
       ``0 <= start <= end``; ``labels.npy`` and ``segments.npy`` lengths that differ for a video;
       a label that is not in ``classlist.npy``; a malformed ``Ambiguous_test.txt`` line.
@@ -303,6 +303,8 @@ def load_annotations(annotation_dir, *, dataset: str = "Thumos14reduced") -> Ann
   raw = {name: _load_npy(p, "annotation") for name, p in paths.items()}
 
   class_names = tuple(_as_str(c, paths["classlist"]) for c in np.ravel(raw["classlist"]))
+  if not class_names:
+    raise DataError(f"{paths['classlist']}: expected at least one class name, found none")
   if len(set(class_names)) != len(class_names):
     raise DataError(f"{paths['classlist']}: expected unique class names, found duplicates")
   class_index = {c: i for i, c in enumerate(class_names)}
