@@ -42,7 +42,7 @@ def summarize(ds: wtalc.VideoDataset) -> str:
       f"median {np.median(seg_len) if len(seg_len) else float('nan'):.2f}, "
       f"max {seg_len.max(initial=0):.2f}); ambiguous intervals: "
       f"{sum(len(a) for a in ds.ambiguous.values())} in {len(ds.ambiguous)} videos",
-      f"  videos by number of video-level labels: "
+      "  videos by number of video-level labels: "
       + ", ".join(f"{k}: {n}" for k, n in enumerate(labels_per_video) if n),
       f"  feature values (sampled rows): mean {feats.mean():.3f}, std {feats.std():.3f}, "
       f"zero fraction {np.mean(feats == 0):.3f}, min {feats.min():.3f}, max {feats.max():.3f}",
