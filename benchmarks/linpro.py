@@ -14,7 +14,8 @@ snippet, plus sub-snippet noise); ``T = ceil(duration * 25 / 16)``. Nested or id
 some of these LPs infeasible: HiGHS reports them (the authors' code would write NaN), ours relaxes
 them (``STATUS_RELAXED``); both counts are printed.
 
-Printed per solver: time, ratio to the reference, max relative objective error vs HiGHS on the
+Printed per solver: time, ratio to the reference, throughput in labelled snippets per second
+(sum of ``T`` over the (video, class) problems / time), max relative objective error vs HiGHS on the
 feasible LPs, status counts (solved / relaxed / failed) and mismatches (HiGHS feasible but ours
 not solved). ``--solvers`` picks solvers; ``--slow-max-rows`` limits qpax (dense ``n x n``
 Hessian), mpax and jaxopt (first-order methods), which take minutes on the big buckets, to
@@ -149,10 +150,11 @@ def main():
   reference_seconds = np.minimum(reference_seconds, run_reference(problems)[0])  # best of two
   infeasible = sum(r is None for r in reference)
   print(f"reference (numpy + scipy HiGHS, full LP, one per problem): "
-        f"{reference_seconds.sum():.3f} s, {infeasible} infeasible")
+        f"{reference_seconds.sum():.3f} s, {infeasible} infeasible, "
+        f"{sum(p[0] for p in problems) / reference_seconds.sum():.3g} snippets/s")
   print(f"{'solver':8s} {'problems':>8s} {'ours s':>8s} {'ref s':>8s} {'ratio':>7s} "
         f"{'max obj err':>11s} {'solved':>6s} {'relaxed':>7s} {'failed':>6s} {'mismatch':>8s} "
-        f"{'compile s':>9s}")
+        f"{'compile s':>9s} {'snippets/s':>10s}")
   small = {k: v for k, v in groups.items() if k <= args.slow_max_rows}
   solvers = args.solvers.split(",")
   runs = [(s, groups) for s in solvers if s == "ipm"] + [(s, small) for s in solvers if s != "ipm"]
@@ -171,10 +173,12 @@ def main():
     mismatch = sum((reference[i] is not None) != (statuses[i] == linpro.STATUS_SOLVED)
                    for i in indices)
     total = sum(seconds.values())
+    snippets = sum(problems[i][0] for i in indices)  # labelled (video, class) snippets
     print(f"{solver:8s} {len(indices):8d} {total:8.3f} {ref_seconds:8.3f} "
           f"{ref_seconds / total:6.1f}x {max(errors, default=float('nan')):11.1e} "
           f"{counts[linpro.STATUS_SOLVED]:6d} {counts[linpro.STATUS_RELAXED]:7d} "
-          f"{counts[linpro.STATUS_FAILED]:6d} {mismatch:8d} {compile_seconds:9.1f}")
+          f"{counts[linpro.STATUS_FAILED]:6d} {mismatch:8d} {compile_seconds:9.1f} "
+          f"{snippets / total:10.3g}")
   if per_bucket:
     print("ipm per bucket (rows: ours ms / reference ms = ratio): " + ", ".join(
         f"{k}: {1e3 * v:.1f}/{1e3 * reference_seconds[groups[k]].sum():.1f}="
