@@ -53,6 +53,7 @@ TABLE4 = (
     ("+ Gaussian fusion (train)", "linpro_fusion", "nms"),
     ("+ Δ labels", "delta", "nms"),
     ("+ Gaussian fusion at test (full method)", "delta", "fusion"),
+    ("Backbone only, Gaussian fusion at test (reference line)", "backbone", "fusion"),
 )
 # ... and Table 3 (test-time post-processing of the full method).
 TABLE3 = (
