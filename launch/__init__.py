@@ -17,3 +17,14 @@ def quiet_orbax(record) -> bool:
   """absl log filter: keeps orbax's per-save INFO lines out of the log (warnings still show)."""
   from absl import logging  # pylint: disable=import-outside-toplevel
   return record.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in record.pathname
+
+
+def start(argv) -> None:
+  """What every main does first: refuses positional arguments, logs at INFO without orbax's
+  per-save lines."""
+  from absl import app  # pylint: disable=import-outside-toplevel
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(quiet_orbax)

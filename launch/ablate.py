@@ -12,7 +12,6 @@ import pathlib
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 import launch
@@ -27,10 +26,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(launch.quiet_orbax)
+  launch.start(argv)
   try:
     seeds = [int(s) for s in FLAGS.seeds]
   except ValueError as e:

@@ -10,7 +10,6 @@ r"""Localizes actions in videos without annotations: features -> ActivityNet-for
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 import launch
@@ -27,10 +26,7 @@ flags.mark_flags_as_required(["config", "workdir", "features", "output"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(launch.quiet_orbax)
+  launch.start(argv)
   evaluate_run.localize_features(FLAGS.config, FLAGS.workdir, FLAGS.features, FLAGS.output,
                                  checkpoint=FLAGS.checkpoint)
 

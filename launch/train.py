@@ -9,7 +9,6 @@ Starting again with the --workdir of an existing run resumes it.
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 import launch
@@ -23,10 +22,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(launch.quiet_orbax)
+  launch.start(argv)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
