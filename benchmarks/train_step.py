@@ -64,10 +64,7 @@ def measure(num_devices: int, steps: int) -> dict:
            "offset": np.zeros(BATCH, np.int32)}
   batch = {k: v.reshape((num_devices, BATCH // num_devices) + v.shape[1:]) for k, v in batch.items()}
   plan = schedule.epoch_plan(config.schedule, config.schedule.num_epochs - 1)  # Δ labels, memory
-  hparams = inference.replicate({
-      "learning_rate": np.float32(plan.learning_rate), "spl_weight": np.float32(plan.spl_weight),
-      "pseudo_weight": np.float32(plan.pseudo_weight), "label_mode": np.int32(plan.label_mode),
-      "delta_scale": np.float32(plan.delta_scale)}, config)
+  hparams = inference.replicate(plan.step_hparams(), config)
   step = inference.pmap(lambda s, b, h: steps_lib.train_step(s, b, h, model=model, tx=tx,
                                                              use_memory=True),
                         config, donate_argnums=(0,))

@@ -23,6 +23,7 @@ import bisect
 import dataclasses
 
 import ml_collections
+import numpy as np
 
 LABEL_NONE, LABEL_PLAIN, LABEL_DELTA = 0, 1, 2
 
@@ -51,6 +52,13 @@ class EpochPlan:
   use_memory: bool
   generation_temperature: float | None
   init_memory_after: bool
+
+  def step_hparams(self) -> dict:
+    """The traced scalars ``steps.train_step`` takes as ``hparams`` (float32; int32 mode)."""
+    return {"learning_rate": np.float32(self.learning_rate),
+            "spl_weight": np.float32(self.spl_weight),
+            "pseudo_weight": np.float32(self.pseudo_weight),
+            "label_mode": np.int32(self.label_mode), "delta_scale": np.float32(self.delta_scale)}
 
 
 def reference_schedule(scale: float = 1.0) -> ml_collections.ConfigDict:

@@ -145,10 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     plan = schedule_lib.epoch_plan(config.schedule, epoch)
     if plan.generation_temperature is not None:
       rstate = generate(rstate, epoch, plan.generation_temperature)
-    hparams = inference.replicate({
-        "learning_rate": np.float32(plan.learning_rate), "spl_weight": np.float32(plan.spl_weight),
-        "pseudo_weight": np.float32(plan.pseudo_weight),
-        "label_mode": np.int32(plan.label_mode), "delta_scale": np.float32(plan.delta_scale)}, config)
+    hparams = inference.replicate(plan.step_hparams(), config)
     sums = {}
     batches, total = inference.batches(config, train_ds, epoch=epoch, shuffle=True,
                                        bucket_sizes=crop_bucket_sizes, crop=True)
