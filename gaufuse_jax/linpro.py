@@ -219,11 +219,6 @@ def _as_arrays(segments, scores, valid):
 # Decomposition into blocks of independent rows.
 
 
-def _num_blocks(num_rows, block_rows):
-  # Next fit of components of <= block_rows rows: two consecutive blocks hold > block_rows rows.
-  return 2 * -(-num_rows // block_rows) - 1
-
-
 def _components(areas, valid):
   """Connected components of one problem's rows (supports overlapping, transitively).
 
@@ -243,30 +238,36 @@ def _components(areas, valid):
   return order, starts, jnp.where(ok, size, 0), ok
 
 
-def _largest_component(areas, valid):
-  return jnp.max(_components(areas, valid)[2])
+def _tiers(num_rows, block_rows):
+  """``(rows per block, smallest component)`` of each tier: components of ``min..rows`` rows."""
+  sizes = sorted({min(block_rows * 2**i, num_rows) for i in range(3)} | {num_rows})
+  return list(zip(sizes, [1] + [s + 1 for s in sizes[:-1]]))
 
 
-def _pack_blocks(areas, valid, block_rows):
-  """Packs the rows of one problem into blocks of independent rows, in time order.
+def _num_blocks(num_rows, block_rows, min_size):
+  # Next fit: two consecutive blocks hold > block_rows rows; each block holds a component.
+  return min(2 * -(-num_rows // block_rows) - 1, num_rows // min_size)
 
-  Components (``_components``) are packed by next fit into blocks of ``block_rows`` rows; a
-  component larger than that is truncated (the caller picks ``block_rows`` to avoid it).
-  Returns ``rows [NB, block_rows]`` int32 row indices, ``K`` for empty slots.
+
+def _pack_blocks(order, starts, size, in_tier, *, block_rows, num_blocks):
+  """Packs one problem's components of one tier into blocks of ``block_rows`` rows, by next fit.
+
+  ``order, starts, size`` are ``_components``; ``in_tier [K]`` marks the sorted rows of the
+  tier's components (all of at most ``block_rows`` rows). Blocks and the rows in them are in
+  time order. Returns ``rows [num_blocks, block_rows]`` int32 row indices, ``K`` for empty slots.
   """
-  num_rows = areas.shape[0]
-  num_blocks = _num_blocks(num_rows, block_rows)
-  order, starts, size, ok = _components(areas, valid)
+  num_rows = order.shape[0]
 
   def next_fit(carry, row):
     block, fill = carry
-    is_start, row_size, row_ok = row
+    is_start, row_size, row_in = row
     new = is_start & (fill > 0) & (fill + row_size > block_rows)
     block, fill = block + new, jnp.where(new, 0, fill)
-    return (block, fill + row_ok), (block, fill)
+    return (block, fill + row_in), (block, fill)
 
-  _, (block, slot) = jax.lax.scan(next_fit, (jnp.int32(0), jnp.int32(0)), (starts, size, ok))
-  block = jnp.where(ok, block, num_blocks)  # invalid rows are dropped by the scatter
+  _, (block, slot) = jax.lax.scan(next_fit, (jnp.int32(0), jnp.int32(0)),
+                                  (starts & in_tier, size, in_tier))
+  block = jnp.where(in_tier, block, num_blocks)  # rows of other tiers are dropped by the scatter
   rows = jnp.full((num_blocks, block_rows), num_rows, jnp.int32)
   return rows.at[block, slot].set(order.astype(jnp.int32), mode="drop")
 
@@ -540,45 +541,119 @@ def default_max_iter(solver):
 # --------------------------------------------------------------------------------------------
 # Labels.
 
+# Rows solved together in one chunk of blocks (one batched interior-point run): large enough to
+# amortise the per-step overhead, small enough that few blocks wait for the slowest.
+_CHUNK_ROWS = 256
 
-def _problem_labels(areas, valid, scores, valid_length, *, block_rows, num_snippets, normalize,
-                    solver, tol, max_iter):
-  """Labels ``[T]`` and info of one problem solved in blocks of ``block_rows`` rows."""
-  dtype = scores.dtype
-  rows = _pack_blocks(areas, valid, block_rows)
-  pad = lambda v, fill: jnp.concatenate([v, jnp.full((1,) + v.shape[1:], fill, v.dtype)])
-  block_valid = pad(valid, False)[rows]
-  points, representative, size, lp = jax.vmap(functools.partial(
-      _reduce_block, normalize=normalize))(pad(areas, 0)[rows], block_valid,
-                                           pad(scores, 0.0)[rows])
-  x, _, iterations, certified = jax.vmap(functools.partial(
-      solve_elastic_lp, solver=solver, tol=tol, max_iter=max_iter))(lp)
-  num_regions = size.shape[-1]
-  mass = jnp.clip(x[:, :num_regions], 0.0, lp.upper)
-  value = jnp.where(size > 0, mass / jnp.where(size > 0, size, 1.0), 0.0)
-  value = jnp.take_along_axis(value, representative, axis=1)
-  violation = jnp.abs(jnp.einsum("bkr,br->bk", lp.matrix, mass) - lp.rhs)  # mass units
-  violated = block_valid & (violation > 10.0 * tol * (1.0 + jnp.abs(lp.rhs)))
-  ok = jnp.all(certified) & jnp.all(jnp.isfinite(value))
-  # Snippet -> region: blocks are in time order and each block's points are sorted; the last
-  # point of a block opens the gap before the next block (value 0).
-  flat_points = jax.lax.cummax(points.reshape(-1))
-  flat_value = jnp.concatenate([value, jnp.zeros_like(value[:, :1])], axis=1).reshape(-1)
-  t = jnp.arange(num_snippets, dtype=flat_points.dtype)
-  index = jnp.searchsorted(flat_points, t, side="right") - 1
-  labels = jnp.where((index >= 0) & (t < valid_length), flat_value[jnp.maximum(index, 0)], 0.0)
-  labels = jnp.where(ok, labels, 0.0).astype(dtype)
-  num_violated = jnp.where(ok, jnp.sum(violated), 0).astype(jnp.int32)
-  info = {
-      "status": jnp.where(ok, jnp.where(num_violated > 0, STATUS_RELAXED, STATUS_SOLVED),
-                          STATUS_FAILED).astype(jnp.int32),
-      "num_violated_rows": num_violated,
-      "max_violation": jnp.where(ok, jnp.max(jnp.where(block_valid, violation, 0.0)), 0.0),
-      "objective": jnp.sum(labels),
-      "iterations": jnp.max(iterations).astype(jnp.int32),
-      "block_rows": jnp.int32(block_rows),
+
+class _TierResult(NamedTuple):
+  """Solved blocks of one tier, ``NB`` blocks of ``Kb`` rows; blocks ``>= count`` are unused."""
+  problem: jax.Array  # [NB] int32 problem of each block
+  used: jax.Array  # [NB] bool
+  points: jax.Array  # [NB, 4 Kb] int32 sorted breakpoints, snippets
+  value: jax.Array  # [NB, 4 Kb - 1] label of each region [points[j], points[j + 1])
+  certified: jax.Array  # [NB] bool
+  iterations: jax.Array  # [NB] int32
+  violation: jax.Array  # [NB, Kb] |row residual| in mass units, 0 on empty slots
+  violated: jax.Array  # [NB, Kb] bool
+
+
+def _solve_block(areas, valid, scores, *, normalize, solver, tol, max_iter):
+  """Region labels and diagnostics of one block (``areas [Kb, 4]``, ``valid``, ``scores``)."""
+  points, representative, size, lp = _reduce_block(areas, valid, scores, normalize)
+  x, _, iterations, certified = solve_elastic_lp(lp, solver=solver, tol=tol, max_iter=max_iter)
+  num_regions = size.shape[0]
+  mass = jnp.clip(x[:num_regions], 0.0, lp.upper)
+  covered = jnp.any(lp.matrix != 0, axis=0)  # regions in no area (gaps) get exactly 0
+  value = jnp.where(covered & (size > 0), mass / jnp.where(size > 0, size, 1.0), 0.0)
+  violation = jnp.where(valid, jnp.abs(lp.matrix @ mass - lp.rhs), 0.0)
+  violated = valid & (violation > 10.0 * tol * (1.0 + jnp.abs(lp.rhs)))
+  return points, value[representative], certified, iterations, violation, violated
+
+
+def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, solve):
+  """Packs the components of ``min_size..block_rows`` rows of all problems into blocks and solves
+  the non-empty ones, ``_CHUNK_ROWS // block_rows`` blocks at a time (a loop of dynamic length:
+  no work for empty problems or tiers)."""
+  num_problems, num_rows = valid.shape
+  order, starts, size, ok = components
+  in_tier = ok & (size >= min_size) & (size <= block_rows)
+  num_blocks = _num_blocks(num_rows, block_rows, min_size)
+  rows = jax.vmap(functools.partial(_pack_blocks, block_rows=block_rows,
+                                    num_blocks=num_blocks))(order, starts, size, in_tier)
+  rows = rows.reshape(-1, block_rows)
+  problem = jnp.repeat(jnp.arange(num_problems, dtype=jnp.int32), num_blocks)
+  nonempty = jnp.any(rows < num_rows, axis=1)
+  count = jnp.sum(nonempty)
+  chunk = max(1, min(_CHUNK_ROWS // block_rows, rows.shape[0]))
+  total = -(-rows.shape[0] // chunk) * chunk
+  first = jnp.argsort(~nonempty, stable=True)  # non-empty blocks first, in problem order
+  rows = jnp.pad(rows[first], ((0, total - rows.shape[0]), (0, 0)), constant_values=num_rows)
+  problem = jnp.pad(problem[first], (0, total - problem.shape[0]))
+  pad = lambda v: jnp.concatenate([v, jnp.zeros_like(v[:, :1])], axis=1)  # row K: empty slot
+  areas, valid, scores = pad(areas), pad(valid), pad(scores)
+
+  def chunk_body(i, out):
+    start = i * chunk
+    r = jax.lax.dynamic_slice_in_dim(rows, start, chunk)
+    p = jax.lax.dynamic_slice_in_dim(problem, start, chunk)[:, None]
+    new = jax.vmap(solve)(areas[p, r], valid[p, r], scores[p, r])
+    return tuple(jax.lax.dynamic_update_slice_in_dim(o, n, start, 0) for o, n in zip(out, new))
+
+  shapes = jax.eval_shape(jax.vmap(solve), areas[0, rows[:chunk]], valid[0, rows[:chunk]],
+                          scores[0, rows[:chunk]])
+  init = tuple(jnp.zeros((total,) + s.shape[1:], s.dtype) for s in shapes)
+  out = jax.lax.fori_loop(0, -(-count // chunk), chunk_body, init)
+  return _TierResult(problem, jnp.arange(total) < count, *out)
+
+
+def _assemble_labels(tiers, num_problems, num_snippets):
+  """``[P, T]`` labels from the regions of all tiers' blocks.
+
+  Each used region ``[points[j], points[j+1])`` of a block of problem ``p`` marks its first
+  snippet with its index and each block end marks 0 (the label after it), on one axis of
+  ``P * (T + 1)`` positions; a snippet takes the label of the last mark at or before it. Blocks
+  of one problem cover disjoint snippets, so this is exact.
+  """
+  span = num_snippets + 1
+  size = num_problems * span
+  values, marks, ids = [jnp.zeros((1,), tiers[0].value.dtype)], [], []
+  offset = 1
+  for tier in tiers:
+    base = (tier.problem * span)[:, None]
+    region = tier.used[:, None] & (tier.points[:, 1:] > tier.points[:, :-1])
+    marks += [jnp.where(region, base + tier.points[:, :-1], size).ravel(),
+              jnp.where(tier.used, base[:, 0] + tier.points[:, -1], size)]
+    ids += [offset + jnp.arange(tier.value.size, dtype=jnp.int32),
+            jnp.zeros(tier.used.shape, jnp.int32)]
+    values.append(tier.value.ravel())
+    offset += tier.value.size
+  mark = jnp.full((size,), -1, jnp.int32).at[jnp.concatenate(marks)].max(
+      jnp.concatenate(ids), mode="drop")  # a region start beats a block end at the same snippet
+  position = jnp.arange(size, dtype=jnp.int32)
+  last = jax.lax.cummax(jnp.where(mark >= 0, position, -1))
+  index = jnp.where(last >= 0, mark[jnp.maximum(last, 0)], 0)
+  return jnp.concatenate(values)[index].reshape(num_problems, span)[:, :num_snippets]
+
+
+def _problem_info(tiers, num_problems):
+  """Per-problem diagnostics (``linpro_labels``) from the blocks of all tiers."""
+  def per_problem(reduce, tier_values, fill):
+    problem = jnp.concatenate([t.problem for t in tiers])
+    used = jnp.concatenate([t.used for t in tiers])
+    values = jnp.where(used, jnp.concatenate(tier_values), fill)
+    return reduce(values, problem, num_segments=num_problems)
+  block_rows = [jnp.full(t.used.shape, t.violated.shape[1], jnp.int32) for t in tiers]
+  return {
+      "ok": per_problem(jax.ops.segment_min, [t.certified.astype(jnp.int32) for t in tiers], 1),
+      "num_violated_rows": per_problem(jax.ops.segment_sum,
+                                       [jnp.sum(t.violated, axis=1) for t in tiers], 0),
+      "max_violation": jnp.maximum(per_problem(
+          jax.ops.segment_max, [jnp.max(t.violation, axis=1) for t in tiers], 0.0), 0.0),
+      "iterations": jnp.maximum(per_problem(
+          jax.ops.segment_max, [t.iterations for t in tiers], 0), 0),
+      "block_rows": jnp.maximum(per_problem(jax.ops.segment_max, block_rows, 0), 0),
   }
-  return labels, info
 
 
 @functools.partial(jax.jit, static_argnames=("num_snippets", "outer_rule", "normalize", "solver",
@@ -600,10 +675,10 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
     normalize: ``"sum"`` (default, authors' code) or ``"mean"`` (paper text); see
       ``linpro_constraints``.
     solver: ``"ipm"`` (default), ``"qpax"``, ``"mpax"`` or ``"jaxopt"`` (module docstring).
-    block_rows: static rows per independent block (cost ``O(K * block_rows^2)`` per Newton step).
-      If the largest connected component of the batch is larger, the whole batch uses 2x or 4x
-      ``block_rows`` or ``K`` rows per block (``info["block_rows"]``; one ``lax.switch`` branch
-      runs, under an outer ``vmap`` all of them).
+    block_rows: static rows per block for the connected components of up to that many rows
+      (cost ``O(block_rows^2)`` per row and Newton step); components of up to 2x, 4x
+      ``block_rows`` and ``K`` rows are packed into blocks of that size (``info["block_rows"]``).
+      Only non-empty blocks are solved: problems without valid rows cost nothing.
     tol: relative tolerance (stopping and acceptance); default ``default_tolerance``.
     max_iter: iteration limit; default ``default_max_iter``.
 
@@ -613,7 +688,7 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
     ``info``: dict of ``[...]`` arrays: ``status`` (int32 ``STATUS_SOLVED`` / ``STATUS_RELAXED``
       / ``STATUS_FAILED``), ``num_violated_rows`` (int32), ``max_violation`` (float, label mass
       in snippets), ``objective`` (float, ``sum_t labels``), ``iterations`` (int32, max over
-      blocks), ``block_rows`` (int32, block size used).
+      blocks), ``block_rows`` (int32, largest block size used; 0 without valid rows).
 
   Raises:
     ValueError: for bad shapes or unknown options.
@@ -627,22 +702,29 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
   valid_length = jnp.broadcast_to(jnp.asarray(valid_length, jnp.int32), batch_shape).reshape(-1)
   segments = segments.reshape((-1, num_rows, 2))
   scores, valid = scores.reshape((-1, num_rows)), valid.reshape((-1, num_rows))
+  num_problems = scores.shape[0]
   tol = default_tolerance(solver, scores.dtype) if tol is None else tol
   max_iter = default_max_iter(solver) if max_iter is None else max_iter
   areas = jax.vmap(functools.partial(instance_areas, outer_rule=outer_rule))(segments, valid,
                                                                               valid_length)
-
-  def solve(rows_per_block):
-    return jax.vmap(functools.partial(
-        _problem_labels, block_rows=rows_per_block, num_snippets=num_snippets,
-        normalize=normalize, solver=solver, tol=tol, max_iter=max_iter))(areas, valid, scores,
-                                                                         valid_length)
-
-  # The block size is chosen for the whole batch: the smallest tier that holds its largest
-  # connected component (lax.switch runs one branch; under an outer vmap, all of them).
-  tiers = sorted({min(block_rows * 2**i, num_rows) for i in range(3)} | {num_rows})
-  largest = jnp.max(jax.vmap(_largest_component)(areas, valid))
-  tier = jnp.sum(largest > jnp.asarray(tiers[:-1], jnp.int32))
-  labels, info = jax.lax.switch(tier, [functools.partial(solve, r) for r in tiers])
+  components = jax.vmap(_components)(areas, valid)
+  solve = functools.partial(_solve_block, normalize=normalize, solver=solver, tol=tol,
+                            max_iter=max_iter)
+  tiers = [_solve_tier(areas, valid, scores, components, block_rows=rows, min_size=min_size,
+                       solve=solve) for rows, min_size in _tiers(num_rows, block_rows)]
+  info = _problem_info(tiers, num_problems)
+  ok = info.pop("ok") > 0
+  labels = _assemble_labels(tiers, num_problems, num_snippets)
+  t = jnp.arange(num_snippets)
+  labels = jnp.where(ok[:, None] & (t[None, :] < valid_length[:, None]) & jnp.isfinite(labels),
+                     labels, 0.0).astype(scores.dtype)
+  num_violated = jnp.where(ok, info["num_violated_rows"], 0).astype(jnp.int32)
+  info.update(
+      status=jnp.where(ok, jnp.where(num_violated > 0, STATUS_RELAXED, STATUS_SOLVED),
+                       STATUS_FAILED).astype(jnp.int32),
+      num_violated_rows=num_violated,
+      max_violation=jnp.where(ok, info["max_violation"], 0.0),
+      objective=jnp.sum(labels, axis=-1),
+      iterations=info["iterations"].astype(jnp.int32))
   return labels.reshape(batch_shape + (num_snippets,)), jax.tree.map(
       lambda v: v.reshape(batch_shape), info)

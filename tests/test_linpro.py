@@ -196,11 +196,53 @@ def test_infeasible_problems_are_relaxed_and_counted(segments, scores, violated)
   assert float(info["max_violation"]) > 1e-3
 
 
+def _largest_component(a):
+  """Rows of the largest set of rows of ``a [K, T]`` linked by shared nonzero columns."""
+  support = np.abs(a) > 0
+  parent = list(range(len(a)))
+  def root(i):
+    while parent[i] != i:
+      i = parent[i]
+    return i
+  for i in range(len(a)):
+    for j in range(i):
+      if np.any(support[i] & support[j]):
+        parent[root(i)] = root(j)
+  roots = [root(i) for i in range(len(a)) if support[i].any()]
+  return max(np.bincount(roots)) if roots else 0
+
+
+def test_component_tiers_mixed_in_one_batch_against_highs():
+  # block_rows=1: components of 1, 2, 3-4 and 5-10 rows go to blocks of 1, 2, 4 and 10 rows,
+  # all in one batch; each problem must still reproduce HiGHS and report its largest tier.
+  num_snippets = 60
+  segments, scores, valid, length = _random_problems(6, 40, 10, num_snippets, max_len=12)
+  with jax.enable_x64(True):
+    labels, info = linpro.linpro_labels(segments, scores, valid, length,
+                                        num_snippets=num_snippets, block_rows=1,
+                                        outer_rule="wtalc")
+    _check_against_highs(segments, scores, valid, length, labels, info,
+                         num_snippets=num_snippets, outer_rule="wtalc", normalize="sum",
+                         rtol=1e-5)
+  expected = []
+  for i in range(len(scores)):
+    a, _ = linpro.linpro_constraints(segments[i], scores[i], valid[i], length[i],
+                                     num_snippets=num_snippets, outer_rule="wtalc")
+    largest = _largest_component(np.asarray(a))
+    expected.append(0 if largest == 0 else min(t for t in (1, 2, 4, 10) if t >= largest))
+  np.testing.assert_array_equal(np.asarray(info["block_rows"]), expected)
+  assert len(set(expected) - {0}) >= 3, expected
+
+
 def test_unsolved_problems_fall_back_to_zeros():
   segments, scores, valid, length = _random_problems(4, 8, 2, 16)
   labels, info = linpro.linpro_labels(segments, scores, valid, length, num_snippets=16,
                                       max_iter=1)
-  assert np.all(np.asarray(info["status"]) == linpro.STATUS_FAILED)
+  empty = ~valid.any(axis=1)  # problem 0: no rows, nothing to solve
+  assert empty.tolist() == [True] + [False] * 7
+  np.testing.assert_array_equal(np.asarray(info["status"]),
+                                np.where(empty, linpro.STATUS_SOLVED, linpro.STATUS_FAILED))
+  np.testing.assert_array_equal(np.asarray(info["iterations"]), np.where(empty, 0, 1))
   assert np.all(np.asarray(labels) == 0)
 
 
