@@ -26,11 +26,13 @@ their values. We do that exactly and cheaply (issue 3 §2):
   full LP) and the broadcast labels ``x_t = m_c / |c|`` are equal on equivalent snippets by
   construction.
 * **Decomposition.** Instances whose supports (inner plus outer areas) do not overlap, directly or
-  through others, give independent LPs. Rows are sorted by support start, split into connected
-  components and consecutive components are packed into blocks of ``block_rows`` rows, each
-  solved as its own small LP (exact; it only changes the cost of a Newton step from dense
-  ``O(K^3)`` to ``O(K * block_rows^2)``). A batch whose largest component does not fit uses
-  blocks of 2x or 4x ``block_rows``, or one dense block (``info["block_rows"]``).
+  through others, give independent LPs. Rows are sorted by support start and split into connected
+  components; components of up to ``block_rows`` rows (2x, 4x ``block_rows``, ``K`` rows: the
+  larger tiers) are packed by next fit into blocks of that many rows, each block solved as its own
+  small LP (exact; a Newton step then costs ``O(block_rows^2)`` per row instead of a dense
+  ``O(K^3)``). Only non-empty blocks are solved: the blocks of all problems of a batch are pooled
+  per tier and solved a chunk at a time in a loop of data-dependent length, so problems without
+  rows (classes gated off) and unused tiers cost nothing.
 * **Infeasible LPs** (e.g. a negative score on an instance without outer area, nested instances
   without outer area whose scores decrease inwards, identical rows with different scores; the
   authors' code writes NaN into the labels then, reference §2) are handled by solving the
@@ -59,14 +61,14 @@ the returned duals), never by their own flags:
 * ``"jaxopt"``: jaxopt ``BoxOSQP`` (ADMM, ``Q = 0``); on these LPs it does not reach 1e-3 in 4000
   iterations on many problems, so its default tolerance is 1e-2 and failures are common.
 
-Why ``"ipm"`` is the default (``benchmarks/linpro.py``, THUMOS14-sized workload, 227 LPs, 2 CPU
-cores, float32): it is the only solver that certifies every problem at 1e-5 and matches HiGHS
-(max relative objective error 3.5e-6, same feasible / infeasible split), in 0.085-0.09 s
-against 0.29-0.32 s for scipy HiGHS one LP at a time: ~3.5x overall, 25-30x on the LPs of up
-to 8 rows, ~1x on those of 128-256 rows (HiGHS needs ~1.3 ms per LP; ours ~1-5 us per block
-and Newton step, ~25 steps), so the goal of 20x is reached only on small problems on this CPU.
-On the 78 LPs of <= 8 rows, qpax is as accurate but ~20-40x slower than ``"ipm"``; mpax (24
-uncertified) and BoxOSQP (36 uncertified) are slower still.
+Why ``"ipm"`` is the default (``benchmarks/linpro.py``, THUMOS14-sized workload, 227 LPs, one
+CPU core, float32): it is the only solver that certifies every problem at 1e-5 and matches HiGHS
+(max relative objective error 3.5e-6, same feasible / infeasible split), ~13x faster than
+scipy HiGHS one LP at a time (35-40x on the LPs of up to 4 rows, ~5x on those of 128-256
+rows). On the LPs of <= 8 rows, qpax is as accurate but ~20-40x slower than ``"ipm"``; mpax and
+BoxOSQP leave many problems uncertified and are slower still. The interior point starts dual
+feasible (``z = c + 1, w = 1`` at ``y = 0``, ``x = min(u / 2, 0.5)``): 7-9 Newton steps on most
+blocks, about half those from ``z = w = 1``.
 
 Float32: the LPs are highly degenerate; the interior point floors the complementarity pairs at
 ``sqrt(eps)`` inside the Newton system (as qpax does), which certifies all realistic problems,
@@ -468,7 +470,9 @@ def _ipm(lp, *, tol, max_iter):
   def cond(state):
     return (~state[-1]) & (state[-2] < max_iter)
 
-  init = (upper / 2, jnp.zeros(num_rows, dtype), jnp.ones(num_vars, dtype),
+  # Dual feasible start (c - A^T y - z + w = 0 at y = 0) with a small primal mass: about half
+  # the Newton steps of x = u / 2, z = w = 1 on the benchmark workload.
+  init = (jnp.minimum(upper / 2, 0.5), jnp.zeros(num_rows, dtype), cost + 1.0,
           jnp.ones(num_vars, dtype), jnp.int32(0), jnp.bool_(False))
   x, y, _, _, it, _ = jax.lax.while_loop(cond, body, init)
   return x, y, it
@@ -541,9 +545,10 @@ def default_max_iter(solver):
 # --------------------------------------------------------------------------------------------
 # Labels.
 
-# Rows solved together in one chunk of blocks (one batched interior-point run): large enough to
-# amortise the per-step overhead, small enough that few blocks wait for the slowest.
-_CHUNK_ROWS = 256
+# Work of one chunk of blocks solved together (one batched interior-point run), in units of
+# (rows per block)^2, the cost of a block: 32 blocks of 8 rows, 8 of 16, 2 of 32, 1 larger. Large
+# enough to amortise the per-step overhead, small enough that few blocks wait for the slowest.
+_CHUNK_WORK = 32 * 8**2
 
 
 class _TierResult(NamedTuple):
@@ -571,9 +576,9 @@ def _solve_block(areas, valid, scores, *, normalize, solver, tol, max_iter):
   return points, value[representative], certified, iterations, violation, violated
 
 
-def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, solve):
+def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, solve, max_iter):
   """Packs the components of ``min_size..block_rows`` rows of all problems into blocks and solves
-  the non-empty ones, ``_CHUNK_ROWS // block_rows`` blocks at a time (a loop of dynamic length:
+  the non-empty ones, ``_CHUNK_WORK // block_rows**2`` blocks at a time (a loop of dynamic length:
   no work for empty problems or tiers)."""
   num_problems, num_rows = valid.shape
   order, starts, size, ok = components
@@ -585,7 +590,7 @@ def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, solve
   problem = jnp.repeat(jnp.arange(num_problems, dtype=jnp.int32), num_blocks)
   nonempty = jnp.any(rows < num_rows, axis=1)
   count = jnp.sum(nonempty)
-  chunk = max(1, min(_CHUNK_ROWS // block_rows, rows.shape[0]))
+  chunk = max(1, min(_CHUNK_WORK // block_rows**2, rows.shape[0]))
   total = -(-rows.shape[0] // chunk) * chunk
   first = jnp.argsort(~nonempty, stable=True)  # non-empty blocks first, in problem order
   rows = jnp.pad(rows[first], ((0, total - rows.shape[0]), (0, 0)), constant_values=num_rows)
@@ -593,14 +598,16 @@ def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, solve
   pad = lambda v: jnp.concatenate([v, jnp.zeros_like(v[:, :1])], axis=1)  # row K: empty slot
   areas, valid, scores = pad(areas), pad(valid), pad(scores)
 
+  solve_chunk = jax.vmap(functools.partial(solve, max_iter=max_iter))
+
   def chunk_body(i, out):
     start = i * chunk
     r = jax.lax.dynamic_slice_in_dim(rows, start, chunk)
     p = jax.lax.dynamic_slice_in_dim(problem, start, chunk)[:, None]
-    new = jax.vmap(solve)(areas[p, r], valid[p, r], scores[p, r])
+    new = solve_chunk(areas[p, r], valid[p, r], scores[p, r])
     return tuple(jax.lax.dynamic_update_slice_in_dim(o, n, start, 0) for o, n in zip(out, new))
 
-  shapes = jax.eval_shape(jax.vmap(solve), areas[0, rows[:chunk]], valid[0, rows[:chunk]],
+  shapes = jax.eval_shape(solve_chunk, areas[0, rows[:chunk]], valid[0, rows[:chunk]],
                           scores[0, rows[:chunk]])
   init = tuple(jnp.zeros((total,) + s.shape[1:], s.dtype) for s in shapes)
   out = jax.lax.fori_loop(0, -(-count // chunk), chunk_body, init)
@@ -708,10 +715,10 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
   areas = jax.vmap(functools.partial(instance_areas, outer_rule=outer_rule))(segments, valid,
                                                                               valid_length)
   components = jax.vmap(_components)(areas, valid)
-  solve = functools.partial(_solve_block, normalize=normalize, solver=solver, tol=tol,
-                            max_iter=max_iter)
+  solve = functools.partial(_solve_block, normalize=normalize, solver=solver, tol=tol)
   tiers = [_solve_tier(areas, valid, scores, components, block_rows=rows, min_size=min_size,
-                       solve=solve) for rows, min_size in _tiers(num_rows, block_rows)]
+                       solve=solve, max_iter=max_iter)
+           for rows, min_size in _tiers(num_rows, block_rows)]
   info = _problem_info(tiers, num_problems)
   ok = info.pop("ok") > 0
   labels = _assemble_labels(tiers, num_problems, num_snippets)
