@@ -63,12 +63,13 @@ the returned duals), never by their own flags:
 
 Why ``"ipm"`` is the default (``benchmarks/linpro.py``, THUMOS14-sized workload, 227 LPs, one
 CPU core, float32): it is the only solver that certifies every problem at 1e-5 and matches HiGHS
-(max relative objective error 3.5e-6, same feasible / infeasible split), ~13x faster than
-scipy HiGHS one LP at a time (35-40x on the LPs of up to 4 rows, ~5x on those of 128-256
-rows). On the LPs of <= 8 rows, qpax is as accurate but ~20-40x slower than ``"ipm"``; mpax and
-BoxOSQP leave many problems uncertified and are slower still. The interior point starts dual
-feasible (``z = c + 1, w = 1`` at ``y = 0``, ``x = min(u / 2, 0.5)``): 7-9 Newton steps on most
-blocks, about half those from ``z = w = 1``.
+(max relative objective error 2.7e-6, same feasible / infeasible split), 13.7x faster than
+scipy HiGHS one LP at a time (60-80x on the LPs of up to 4 rows, 5-6x on those of 128-256
+rows, whose many blocks each take ~10 batched Newton steps). On the 78 LPs of <= 8 rows, qpax
+is as accurate but ~50x slower than ``"ipm"``; mpax (24 uncertified) and BoxOSQP (31
+uncertified) are ~130x slower. The interior point starts dual feasible (``z = c + 1, w = 1``
+at ``y = 0``, ``x = min(u / 2, 0.5)``): 5-10 Newton steps on most blocks, about half those
+from ``z = w = 1``.
 
 Float32: the LPs are highly degenerate; the interior point floors the complementarity pairs at
 ``sqrt(eps)`` inside the Newton system (as qpax does), which certifies all realistic problems,
