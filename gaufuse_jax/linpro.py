@@ -646,21 +646,25 @@ def _assemble_labels(tiers, num_problems, num_snippets):
 
 def _problem_info(tiers, num_problems):
   """Per-problem diagnostics (``linpro_labels``) from the blocks of all tiers."""
-  def per_problem(reduce, tier_values, fill):
-    problem = jnp.concatenate([t.problem for t in tiers])
-    used = jnp.concatenate([t.used for t in tiers])
-    values = jnp.where(used, jnp.concatenate(tier_values), fill)
-    return reduce(values, problem, num_segments=num_problems)
-  block_rows = [jnp.full(t.used.shape, t.violated.shape[1], jnp.int32) for t in tiers]
+  problem = jnp.concatenate([t.problem for t in tiers])
+  used = jnp.concatenate([t.used for t in tiers])
+
+  def per_problem(reduce, values, fill):  # values [NB] per block of every tier
+    return reduce(jnp.where(used, jnp.concatenate(values), fill), problem,
+                  num_segments=num_problems)
+
+  certified = per_problem(jax.ops.segment_min, [t.certified.astype(jnp.int32) for t in tiers], 1)
   return {
-      "ok": per_problem(jax.ops.segment_min, [t.certified.astype(jnp.int32) for t in tiers], 1),
+      "ok": certified > 0,
       "num_violated_rows": per_problem(jax.ops.segment_sum,
                                        [jnp.sum(t.violated, axis=1) for t in tiers], 0),
       "max_violation": jnp.maximum(per_problem(
           jax.ops.segment_max, [jnp.max(t.violation, axis=1) for t in tiers], 0.0), 0.0),
       "iterations": jnp.maximum(per_problem(
           jax.ops.segment_max, [t.iterations for t in tiers], 0), 0),
-      "block_rows": jnp.maximum(per_problem(jax.ops.segment_max, block_rows, 0), 0),
+      "block_rows": jnp.maximum(per_problem(
+          jax.ops.segment_max,
+          [jnp.full(t.used.shape, t.violated.shape[1], jnp.int32) for t in tiers], 0), 0),
   }
 
 
@@ -721,7 +725,7 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
                        solve=solve, max_iter=max_iter)
            for rows, min_size in _tiers(num_rows, block_rows)]
   info = _problem_info(tiers, num_problems)
-  ok = info.pop("ok") > 0
+  ok = info.pop("ok")
   labels = _assemble_labels(tiers, num_problems, num_snippets)
   t = jnp.arange(num_snippets)
   labels = jnp.where(ok[:, None] & (t[None, :] < valid_length[:, None]) & jnp.isfinite(labels),
