@@ -577,10 +577,10 @@ def _solve_block(areas, valid, scores, *, normalize, solver, tol, max_iter):
   return points, value[representative], certified, iterations, violation, violated
 
 
-def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, solve, max_iter):
+def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, solve):
   """Packs the components of ``min_size..block_rows`` rows of all problems into blocks and solves
   the non-empty ones, ``_CHUNK_WORK // block_rows**2`` blocks at a time (a loop of dynamic length:
-  no work for empty problems or tiers)."""
+  no solver work for empty problems or tiers)."""
   num_problems, num_rows = valid.shape
   order, starts, size, ok = components
   in_tier = ok & (size >= min_size) & (size <= block_rows)
@@ -599,7 +599,7 @@ def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, solve
   pad = lambda v: jnp.concatenate([v, jnp.zeros_like(v[:, :1])], axis=1)  # row K: empty slot
   areas, valid, scores = pad(areas), pad(valid), pad(scores)
 
-  solve_chunk = jax.vmap(functools.partial(solve, max_iter=max_iter))
+  solve_chunk = jax.vmap(solve)
 
   def chunk_body(i, out):
     start = i * chunk
@@ -720,10 +720,10 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
   areas = jax.vmap(functools.partial(instance_areas, outer_rule=outer_rule))(segments, valid,
                                                                               valid_length)
   components = jax.vmap(_components)(areas, valid)
-  solve = functools.partial(_solve_block, normalize=normalize, solver=solver, tol=tol)
+  solve = functools.partial(_solve_block, normalize=normalize, solver=solver, tol=tol,
+                            max_iter=max_iter)
   tiers = [_solve_tier(areas, valid, scores, components, block_rows=rows, min_size=min_size,
-                       solve=solve, max_iter=max_iter)
-           for rows, min_size in _tiers(num_rows, block_rows)]
+                       solve=solve) for rows, min_size in _tiers(num_rows, block_rows)]
   info = _problem_info(tiers, num_problems)
   ok = info.pop("ok")
   labels = _assemble_labels(tiers, num_problems, num_snippets)
@@ -736,7 +736,6 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
                        STATUS_FAILED).astype(jnp.int32),
       num_violated_rows=num_violated,
       max_violation=jnp.where(ok, info["max_violation"], 0.0),
-      objective=jnp.sum(labels, axis=-1),
-      iterations=info["iterations"].astype(jnp.int32))
+      objective=jnp.sum(labels, axis=-1))
   return labels.reshape(batch_shape + (num_snippets,)), jax.tree.map(
       lambda v: v.reshape(batch_shape), info)
