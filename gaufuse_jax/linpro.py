@@ -31,8 +31,10 @@ their values. We do that exactly and cheaply (issue 3 §2):
   larger tiers) are packed by next fit into blocks of that many rows, each block solved as its own
   small LP (exact; a Newton step then costs ``O(block_rows^2)`` per row instead of a dense
   ``O(K^3)``). Only non-empty blocks are solved: the blocks of all problems of a batch are pooled
-  per tier and solved a chunk at a time in a loop of data-dependent length, so problems without
-  rows (classes gated off) and unused tiers cost nothing.
+  per tier and solved on a fixed number of lanes, one batched Newton step at a time, a lane taking
+  the next block as soon as its block is certified (a loop of data-dependent length: a batch
+  costs the sum of its blocks' steps), so problems without rows (classes gated off) and unused
+  tiers cost nothing.
 * **Infeasible LPs** (e.g. a negative score on an instance without outer area, nested instances
   without outer area whose scores decrease inwards, identical rows with different scores; the
   authors' code writes NaN into the labels then, reference §2) are handled by solving the
@@ -63,9 +65,9 @@ the returned duals), never by their own flags:
 
 Why ``"ipm"`` is the default (``benchmarks/linpro.py``, THUMOS14-sized workload, 227 LPs, one
 CPU core, float32): it is the only solver that certifies every problem at 1e-5 and matches HiGHS
-(max relative objective error 2.7e-6, same feasible / infeasible split), 13.7x faster than
-scipy HiGHS one LP at a time (60-80x on the LPs of up to 4 rows, 5-6x on those of 128-256
-rows, whose many blocks each take ~10 batched Newton steps). On the 78 LPs of <= 8 rows, qpax
+(max relative objective error 2.7e-6, same feasible / infeasible split), 16.9x faster than
+scipy HiGHS one LP at a time (60-80x on the LPs of up to 4 rows, 6-7x on those of 128-256
+rows, whose many blocks each take ~7 batched Newton steps). On the 78 LPs of <= 8 rows, qpax
 is as accurate but ~50x slower than ``"ipm"``; mpax (24 uncertified) and BoxOSQP (31
 uncertified) are ~130x slower. The interior point starts dual feasible (``z = c + 1, w = 1``
 at ``y = 0``, ``x = min(u / 2, 0.5)``): 5-10 Newton steps on most blocks, about half those
@@ -408,16 +410,18 @@ def _cholesky_solve(factor, rhs):
   return jnp.stack(x)
 
 
-def _ipm(lp, *, tol, max_iter):
-  """Mehrotra predictor-corrector primal-dual interior point for one ``ElasticLP``.
+def _ipm_start(lp):
+  """Dual-feasible start ``(x, y, z, w)`` of ``_ipm``: ``c - A^T y - z + w = 0`` at ``y = 0``,
+  with a small primal mass (about half the Newton steps of ``x = u / 2, z = w = 1`` on the
+  benchmark workload)."""
+  upper, cost = _bounds_and_cost(lp)
+  return (jnp.minimum(upper / 2, 0.5), jnp.zeros(lp.rhs.shape[0], cost.dtype), cost + 1.0,
+          jnp.ones_like(cost))
 
-  Bounded-variable form (Wright, Primal-Dual Interior-Point Methods, ch. 11): duals ``z`` of
-  ``x >= 0`` and ``w`` of ``x <= u``; each Newton step solves the ``Kb x Kb`` normal equations
-  ``E diag(theta_m) E^T + diag(theta_p + theta_n)``, Jacobi-scaled and regularised by ``eps``,
-  by Cholesky. As in qpax, the complementarity pairs are floored at ``sqrt(eps)`` inside the
-  Newton system (not in the iterate), which keeps float32 well conditioned on these degenerate
-  LPs. Stops when ``_certificate`` holds or after ``max_iter`` steps.
-  """
+
+def _ipm_step(lp, state):
+  """One Mehrotra predictor-corrector step of ``_ipm`` from ``state = (x, y, z, w)``."""
+  x, y, z, w = state
   upper, cost = _bounds_and_cost(lp)
   dtype = cost.dtype
   num_rows, num_regions = lp.matrix.shape
@@ -429,52 +433,61 @@ def _ipm(lp, *, tol, max_iter):
   def max_step(v, dv):
     return jnp.minimum(1.0, jnp.min(jnp.where(dv < 0, -v / jnp.where(dv < 0, dv, -1.0), 1.0)))
 
+  slack = upper - x
+  primal = lp.rhs - _apply(lp, x)
+  dual = cost - _apply_transpose(lp, y) - z + w
+  lower_f, upper_f = jnp.maximum(x, guard), jnp.maximum(slack, guard)
+  z_f, w_f = jnp.maximum(z, guard), jnp.maximum(w, guard)
+  theta = 1.0 / (z_f / lower_f + w_f / upper_f)
+  normal = (lp.matrix * theta[:num_regions]) @ lp.matrix.T + jnp.diag(
+      theta[num_regions:num_regions + num_rows] + theta[num_regions + num_rows:])
+  scale = 1.0 / jnp.sqrt(jnp.diag(normal) + floor)
+  factor = _cholesky(normal * scale[:, None] * scale[None, :] +
+                     eps * jnp.eye(num_rows, dtype=dtype))
+
+  def direction(r_xz, r_sw):
+    r = dual - r_xz / lower_f + r_sw / upper_f
+    rhs = scale * (primal + _apply(lp, theta * r))
+    dy = scale * _cholesky_solve(factor, rhs)
+    dx = theta * (_apply_transpose(lp, dy) - r)
+    return dx, dy, (r_xz - z_f * dx) / lower_f, (r_sw + w_f * dx) / upper_f
+
+  def steps(dx, dz, dw):
+    return (jnp.minimum(max_step(x, dx), max_step(slack, -dx)),
+            jnp.minimum(max_step(z, dz), max_step(w, dw)))
+
+  dx, _, dz, dw = direction(-x * z, -slack * w)
+  a_p, a_d = steps(dx, dz, dw)
+  mu = (x @ z + slack @ w) / (2 * num_vars)
+  mu_aff = ((x + a_p * dx) @ (z + a_d * dz) + (slack - a_p * dx) @ (w + a_d * dw)) / (2 *
+                                                                                       num_vars)
+  sigma = jnp.clip(mu_aff / mu, 0.0, 1.0)**3
+  dx, dy, dz, dw = direction(sigma * mu - x * z - dx * dz, sigma * mu - slack * w + dx * dw)
+  a_p, a_d = steps(dx, dz, dw)
+  return (jnp.clip(x + 0.995 * a_p * dx, floor, upper - floor), y + 0.995 * a_d * dy,
+          jnp.maximum(z + 0.995 * a_d * dz, floor), jnp.maximum(w + 0.995 * a_d * dw, floor))
+
+
+def _ipm(lp, *, tol, max_iter):
+  """Mehrotra predictor-corrector primal-dual interior point for one ``ElasticLP``.
+
+  Bounded-variable form (Wright, Primal-Dual Interior-Point Methods, ch. 11): duals ``z`` of
+  ``x >= 0`` and ``w`` of ``x <= u``; each Newton step (``_ipm_step``) solves the ``Kb x Kb``
+  normal equations ``E diag(theta_m) E^T + diag(theta_p + theta_n)``, Jacobi-scaled and
+  regularised by ``eps``, by Cholesky. As in qpax, the complementarity pairs are floored at
+  ``sqrt(eps)`` inside the Newton system (not in the iterate), which keeps float32 well
+  conditioned on these degenerate LPs. Starts at ``_ipm_start``; stops when ``_certificate``
+  holds or after ``max_iter`` steps.
+  """
+
   def body(state):
-    x, y, z, w, it, _ = state
-    slack = upper - x
-    primal = lp.rhs - _apply(lp, x)
-    dual = cost - _apply_transpose(lp, y) - z + w
-    lower_f, upper_f = jnp.maximum(x, guard), jnp.maximum(slack, guard)
-    z_f, w_f = jnp.maximum(z, guard), jnp.maximum(w, guard)
-    theta = 1.0 / (z_f / lower_f + w_f / upper_f)
-    normal = (lp.matrix * theta[:num_regions]) @ lp.matrix.T + jnp.diag(
-        theta[num_regions:num_regions + num_rows] + theta[num_regions + num_rows:])
-    scale = 1.0 / jnp.sqrt(jnp.diag(normal) + floor)
-    factor = _cholesky(normal * scale[:, None] * scale[None, :] +
-                       eps * jnp.eye(num_rows, dtype=dtype))
-
-    def direction(r_xz, r_sw):
-      r = dual - r_xz / lower_f + r_sw / upper_f
-      rhs = scale * (primal + _apply(lp, theta * r))
-      dy = scale * _cholesky_solve(factor, rhs)
-      dx = theta * (_apply_transpose(lp, dy) - r)
-      return dx, dy, (r_xz - z_f * dx) / lower_f, (r_sw + w_f * dx) / upper_f
-
-    def steps(dx, dz, dw):
-      return (jnp.minimum(max_step(x, dx), max_step(slack, -dx)),
-              jnp.minimum(max_step(z, dz), max_step(w, dw)))
-
-    dx, _, dz, dw = direction(-x * z, -slack * w)
-    a_p, a_d = steps(dx, dz, dw)
-    mu = (x @ z + slack @ w) / (2 * num_vars)
-    mu_aff = ((x + a_p * dx) @ (z + a_d * dz) + (slack - a_p * dx) @ (w + a_d * dw)) / (2 *
-                                                                                         num_vars)
-    sigma = jnp.clip(mu_aff / mu, 0.0, 1.0)**3
-    dx, dy, dz, dw = direction(sigma * mu - x * z - dx * dz, sigma * mu - slack * w + dx * dw)
-    a_p, a_d = steps(dx, dz, dw)
-    x = jnp.clip(x + 0.995 * a_p * dx, floor, upper - floor)
-    y = y + 0.995 * a_d * dy
-    z = jnp.maximum(z + 0.995 * a_d * dz, floor)
-    w = jnp.maximum(w + 0.995 * a_d * dw, floor)
-    return x, y, z, w, it + 1, _certificate(lp, x, y, tol)
+    x, y, z, w = _ipm_step(lp, state[:4])
+    return x, y, z, w, state[4] + 1, _certificate(lp, x, y, tol)
 
   def cond(state):
     return (~state[-1]) & (state[-2] < max_iter)
 
-  # Dual feasible start (c - A^T y - z + w = 0 at y = 0) with a small primal mass: about half
-  # the Newton steps of x = u / 2, z = w = 1 on the benchmark workload.
-  init = (jnp.minimum(upper / 2, 0.5), jnp.zeros(num_rows, dtype), cost + 1.0,
-          jnp.ones(num_vars, dtype), jnp.int32(0), jnp.bool_(False))
+  init = _ipm_start(lp) + (jnp.int32(0), jnp.bool_(False))
   x, y, _, _, it, _ = jax.lax.while_loop(cond, body, init)
   return x, y, it
 
@@ -546,10 +559,10 @@ def default_max_iter(solver):
 # --------------------------------------------------------------------------------------------
 # Labels.
 
-# Work of one chunk of blocks solved together (one batched interior-point run), in units of
-# (rows per block)^2, the cost of a block: 32 blocks of 8 rows, 8 of 16, 2 of 32, 1 larger. Large
-# enough to amortise the per-step overhead, small enough that few blocks wait for the slowest.
-_CHUNK_WORK = 32 * 8**2
+# Work of the blocks solved together (lanes of one batched interior-point step), in units of
+# (rows per block)^3, the cost of a Newton step: 32 blocks of 8 rows, 4 of 16, 1 larger. Large
+# enough to amortise the per-step overhead, small enough that the last blocks leave few lanes idle.
+_CHUNK_WORK = 32 * 8**3
 
 
 class _TierResult(NamedTuple):
@@ -564,23 +577,101 @@ class _TierResult(NamedTuple):
   violated: jax.Array  # [NB, Kb] bool
 
 
-def _solve_block(areas, valid, scores, *, normalize, solver, tol, max_iter):
-  """Region labels and diagnostics of one block (``areas [Kb, 4]``, ``valid``, ``scores``)."""
-  points, representative, size, lp = _reduce_block(areas, valid, scores, normalize)
-  x, _, iterations, certified = solve_elastic_lp(lp, solver=solver, tol=tol, max_iter=max_iter)
+def _map_chunks(fn, args, count, chunk):
+  """``vmap(fn)(*args)`` on the first ``count`` entries of ``args`` (arrays ``[NB, ...]``, ``NB`` a
+  multiple of ``chunk``), ``chunk`` at a time in a loop of dynamic length; zeros elsewhere."""
+  total = jax.tree.leaves(args)[0].shape[0]
+  take = lambda start: jax.tree.map(
+      lambda a: jax.lax.dynamic_slice_in_dim(a, start, chunk), args)
+
+  def body(i, out):
+    new = jax.vmap(fn)(*take(i * chunk))
+    return jax.tree.map(lambda o, n: jax.lax.dynamic_update_slice_in_dim(o, n, i * chunk, 0),
+                        out, new)
+
+  shapes = jax.eval_shape(jax.vmap(fn), *take(0))
+  init = jax.tree.map(lambda s: jnp.zeros((total,) + s.shape[1:], s.dtype), shapes)
+  return jax.lax.fori_loop(0, -(-count // chunk), body, init)
+
+
+def _solver_steps(solver, tol, max_iter):
+  """``(start, step, one_shot)`` of ``solver`` for ``_solve_pool``: ``start(lp)`` is the initial
+  state, ``step(lp, state, iterations)`` the next ``(state, iterations)``; ``state[:2]`` are
+  ``(x, y)``. The interior point steps once per call; the other solvers solve in one call."""
+  if solver == "ipm":
+    return _ipm_start, lambda lp, state, it: (_ipm_step(lp, state), it + 1), False
+  solve = functools.partial(_SOLVER_FNS[solver], tol=tol, max_iter=max_iter)
+
+  def start(lp):
+    num_vars = _bounds_and_cost(lp)[0].shape[0]
+    return jnp.zeros(num_vars, lp.rhs.dtype), jnp.zeros_like(lp.rhs)
+
+  def step(lp, state, it):
+    del state, it
+    x, y, it = solve(lp)
+    return (x, y), it
+
+  return start, step, True
+
+
+def _solve_pool(lps, count, *, lanes, solver, tol, max_iter):
+  """Solves the first ``count`` block LPs of ``lps`` (an ``ElasticLP`` of ``[NB, ...]`` arrays).
+
+  ``lanes`` blocks are solved at once, one batched step at a time; a lane whose block passes the
+  certificate (or runs out of steps) stores it and takes the next block. A batch so costs the sum
+  of its blocks' Newton steps, not ``lanes`` times its slowest block's (about 1.5x fewer
+  lane-steps on the benchmark workload). Solvers other than ``"ipm"`` solve a block in one step.
+  Returns ``x [NB, n]``, ``iterations [NB]`` int32 and ``certified [NB]`` bool, zeros for blocks
+  ``>= count``.
+  """
+  num_blocks = lps.rhs.shape[0]
+  start, step, one_shot = _solver_steps(solver, tol, max_iter)
+  step, certificate = jax.vmap(step), jax.vmap(functools.partial(_certificate, tol=tol))
+
+  def load(block):
+    lp = jax.tree.map(lambda a: a[jnp.minimum(block, num_blocks - 1)], lps)
+    return lp, jax.vmap(start)(lp)
+
+  def body(carry):
+    block, lp, state, it, taken, out = carry
+    state, it = step(lp, state, it)
+    certified = certificate(lp, state[0], state[1])
+    done = (block < count) & (certified | (it >= max_iter) | one_shot)
+    out = tuple(o.at[jnp.where(done, block, num_blocks)].set(v, mode="drop")
+                for o, v in zip(out, (state[0], it, certified)))
+    new = taken + jnp.cumsum(done, dtype=jnp.int32) - 1
+    new_lp, new_state = load(new)
+    pick = lambda n, o: jnp.where(done.reshape(done.shape + (1,) * (o.ndim - 1)), n, o)
+    return (jnp.where(done, jnp.where(new < count, new, num_blocks), block),
+            jax.tree.map(pick, new_lp, lp), jax.tree.map(pick, new_state, state),
+            jnp.where(done, 0, it), taken + jnp.sum(done, dtype=jnp.int32), out)
+
+  block = jnp.arange(lanes, dtype=jnp.int32)
+  block = jnp.where(block < count, block, num_blocks)
+  lp, state = load(block)
+  out = (jnp.zeros((num_blocks,) + state[0].shape[1:], state[0].dtype),
+         jnp.zeros(num_blocks, jnp.int32), jnp.zeros(num_blocks, bool))
+  init = (block, lp, state, jnp.zeros(lanes, jnp.int32), jnp.int32(lanes), out)
+  return jax.lax.while_loop(lambda c: jnp.any(c[0] < count), body, init)[-1]
+
+
+def _block_labels(points, representative, size, lp, x, valid, *, tol):
+  """Region labels ``[4Kb - 1]`` and row diagnostics ``[Kb]`` of one block (rows ``valid``) from
+  the solution ``x`` of its ``_reduce_block`` LP."""
   num_regions = size.shape[0]
   mass = jnp.clip(x[:num_regions], 0.0, lp.upper)
   covered = jnp.any(lp.matrix != 0, axis=0)  # regions in no area (gaps) get exactly 0
   value = jnp.where(covered & (size > 0), mass / jnp.where(size > 0, size, 1.0), 0.0)
   violation = jnp.where(valid, jnp.abs(lp.matrix @ mass - lp.rhs), 0.0)
   violated = valid & (violation > 10.0 * tol * (1.0 + jnp.abs(lp.rhs)))
-  return points, value[representative], certified, iterations, violation, violated
+  return points, value[representative], violation, violated
 
 
-def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, solve):
+def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, normalize, solver,
+                tol, max_iter):
   """Packs the components of ``min_size..block_rows`` rows of all problems into blocks and solves
-  the non-empty ones, ``_CHUNK_WORK // block_rows**2`` blocks at a time (a loop of dynamic length:
-  no solver work for empty problems or tiers)."""
+  the non-empty ones (``_solve_pool`` on ``_CHUNK_WORK // block_rows**3`` lanes): no solver work
+  for empty problems or tiers."""
   num_problems, num_rows = valid.shape
   order, starts, size, ok = components
   in_tier = ok & (size >= min_size) & (size <= block_rows)
@@ -590,29 +681,30 @@ def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, solve
   rows = rows.reshape(-1, block_rows)
   problem = jnp.repeat(jnp.arange(num_problems, dtype=jnp.int32), num_blocks)
   nonempty = jnp.any(rows < num_rows, axis=1)
-  count = jnp.sum(nonempty)
-  chunk = max(1, min(_CHUNK_WORK // block_rows**2, rows.shape[0]))
+  count = jnp.sum(nonempty, dtype=jnp.int32)
+  chunk = max(1, min(_CHUNK_WORK // block_rows**3, rows.shape[0]))
   total = -(-rows.shape[0] // chunk) * chunk
   first = jnp.argsort(~nonempty, stable=True)  # non-empty blocks first, in problem order
   rows = jnp.pad(rows[first], ((0, total - rows.shape[0]), (0, 0)), constant_values=num_rows)
   problem = jnp.pad(problem[first], (0, total - problem.shape[0]))
   pad = lambda v: jnp.concatenate([v, jnp.zeros_like(v[:, :1])], axis=1)  # row K: empty slot
-  areas, valid, scores = pad(areas), pad(valid), pad(scores)
+  p = problem[:, None]
+  blocks = (pad(areas)[p, rows], pad(valid)[p, rows], pad(scores)[p, rows])
 
-  solve_chunk = jax.vmap(solve)
+  def solve(blocks):
+    reduce_block = functools.partial(_reduce_block, normalize=normalize)
+    points, representative, size, lps = _map_chunks(reduce_block, blocks, count, chunk)
+    x, iterations, certified = _solve_pool(lps, count, lanes=chunk, solver=solver, tol=tol,
+                                           max_iter=max_iter)
+    points, value, violation, violated = _map_chunks(
+        functools.partial(_block_labels, tol=tol),
+        (points, representative, size, lps, x, blocks[1]), count, chunk)
+    return points, value, certified, iterations, violation, violated
 
-  def chunk_body(i, out):
-    start = i * chunk
-    r = jax.lax.dynamic_slice_in_dim(rows, start, chunk)
-    p = jax.lax.dynamic_slice_in_dim(problem, start, chunk)[:, None]
-    new = solve_chunk(areas[p, r], valid[p, r], scores[p, r])
-    return tuple(jax.lax.dynamic_update_slice_in_dim(o, n, start, 0) for o, n in zip(out, new))
-
-  shapes = jax.eval_shape(solve_chunk, areas[0, rows[:chunk]], valid[0, rows[:chunk]],
-                          scores[0, rows[:chunk]])
-  init = tuple(jnp.zeros((total,) + s.shape[1:], s.dtype) for s in shapes)
-  out = jax.lax.fori_loop(0, -(-count // chunk), chunk_body, init)
-  return _TierResult(problem, jnp.arange(total) < count, *out)
+  empty = lambda blocks: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                      jax.eval_shape(solve, blocks))
+  return _TierResult(problem, jnp.arange(total) < count,
+                     *jax.lax.cond(count > 0, solve, empty, blocks))
 
 
 def _assemble_labels(tiers, num_problems, num_snippets):
@@ -720,10 +812,9 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
   areas = jax.vmap(functools.partial(instance_areas, outer_rule=outer_rule))(segments, valid,
                                                                               valid_length)
   components = jax.vmap(_components)(areas, valid)
-  solve = functools.partial(_solve_block, normalize=normalize, solver=solver, tol=tol,
-                            max_iter=max_iter)
   tiers = [_solve_tier(areas, valid, scores, components, block_rows=rows, min_size=min_size,
-                       solve=solve) for rows, min_size in _tiers(num_rows, block_rows)]
+                       normalize=normalize, solver=solver, tol=tol, max_iter=max_iter)
+           for rows, min_size in _tiers(num_rows, block_rows)]
   info = _problem_info(tiers, num_problems)
   ok = info.pop("ok")
   labels = _assemble_labels(tiers, num_problems, num_snippets)

@@ -246,6 +246,23 @@ def test_unsolved_problems_fall_back_to_zeros():
   assert np.all(np.asarray(labels) == 0)
 
 
+def test_lane_pool_equals_solving_each_block_alone():
+  """3 lanes for 10 blocks (7 used): each block gets the x, step count and certificate of its own
+  interior-point run, whatever lane it ran on and whenever it started; unused blocks get zeros."""
+  segments, scores, valid, length = _random_problems(11, 10, 4, 40)
+  areas = jax.vmap(linpro.instance_areas, in_axes=(0, 0, 0, None))(segments, valid, length,
+                                                                     "gaufuse")
+  lps = jax.vmap(linpro._reduce_block, in_axes=(0, 0, 0, None))(areas, valid, scores, "sum")[-1]
+  alone_x, _, alone_it, alone_ok = jax.vmap(linpro.solve_elastic_lp)(lps)
+  assert len(set(np.asarray(alone_it[:7]).tolist())) > 2  # blocks finish at different steps
+  x, it, ok = jax.jit(functools.partial(linpro._solve_pool, lanes=3, solver="ipm", tol=1e-5,
+                                        max_iter=60))(lps, 7)
+  np.testing.assert_array_equal(np.asarray(it[:7]), np.asarray(alone_it[:7]))
+  np.testing.assert_array_equal(np.asarray(ok[:7]), np.asarray(alone_ok[:7]))
+  np.testing.assert_allclose(np.asarray(x[:7]), np.asarray(alone_x[:7]), rtol=1e-6, atol=1e-7)
+  assert not np.any(np.asarray(x[7:])) and not np.any(it[7:]) and not np.any(ok[7:])
+
+
 def test_jit_equals_eager_vmap_equals_loop_and_padding_invariance():
   num_snippets = 60
   segments, scores, valid, length = _random_problems(5, 6, 6, num_snippets, sparse=True)
