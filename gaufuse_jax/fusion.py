@@ -103,8 +103,9 @@ _ESTIMATORS = {"gaussian": _weighted_mean, "laplace": _weighted_median,
                "uniform": _weighted_midrange}
 
 
-def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, overlap_threshold=0.25,
-                             temperature, overlap: seg_lib.OverlapKind = "candidate",
+def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=None,
+                             overlap_threshold=0.25, temperature,
+                             overlap: seg_lib.OverlapKind = "candidate",
                              template: Template = "gaussian", dof=3.0
                              ) -> suppression.Detections:
   """Gaussian weighted fusion of overlapping 1-D instances (paper §3.1; reference §1).
@@ -141,12 +142,20 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, overlap_th
   (intersection / candidate length) at 0.25 and ``temperature`` 0.2 at test, 0.02-0.0016 for
   pseudo labels; ``overlap="iou"`` is the paper's wording.
 
+  ``counts`` are frequency weights: row ``i`` stands for ``counts[i]`` identical instances
+  (``generate_proposals(..., merge_duplicates=True)`` gives them), and the result is that of
+  the expanded input, up to float rounding, whenever all copies fall in one cluster (segments of
+  positive length, ``overlap_threshold < 1``); the seed of a cluster is its first copy. Member
+  ``i`` weighs ``counts[i] * w_i``; the uniform template's midrange does not depend on copies.
+
   Args:
     segments: ``[N, 2]`` float ``(start, end)`` in snippets.
     scores: ``[N]`` float, seed order and fused score (the OIC score).
     valid: ``[N]`` bool; invalid rows, and rows with a non-finite value or ``end < start``,
       take no part.
     logits: ``[N]`` float weight logits; defaults to ``scores``.
+    counts: ``[N]`` int or float copies of each row, default 1; rows with ``counts <= 0``
+      take no part.
     overlap_threshold: float (may be traced), strict ``>``.
     temperature: float > 0 (may be traced).
     overlap: ``"candidate"`` or ``"iou"``, see ``segments.overlap``.
@@ -164,15 +173,17 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, overlap_th
   fn = "gaussian_weighted_fusion"
   segments, scores, valid = suppression.check_inputs(fn, segments, scores, valid, overlap)
   logits = scores if logits is None else jnp.asarray(logits, scores.dtype)
-  if logits.shape != scores.shape:
-    raise ValueError(f"{fn}: logits must have shape [N]={scores.shape} like scores, "
-                     f"got {logits.shape}")
+  counts = jnp.ones_like(scores) if counts is None else jnp.asarray(counts, scores.dtype)
+  for name, arr in (("logits", logits), ("counts", counts)):
+    if arr.shape != scores.shape:
+      raise ValueError(f"{fn}: {name} must have shape [N]={scores.shape} like scores, "
+                       f"got {arr.shape}")
   if template not in _TEMPLATES:
     raise ValueError(f"{fn}: template must be one of {_TEMPLATES}, got {template!r}")
   suppression.check_static(fn, "temperature", temperature, positive=True)
   suppression.check_static(fn, "overlap_threshold", overlap_threshold)
   suppression.check_static(fn, "dof", dof, positive=True)
-  valid = valid & jnp.isfinite(logits)
+  valid = valid & jnp.isfinite(logits) & jnp.isfinite(counts) & (counts > 0)
   n = scores.shape[0]
 
   clusters = suppression.greedy_loop(segments, scores, valid, overlap=overlap,
@@ -184,6 +195,8 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, overlap_th
   w = jnp.exp(jnp.where(member, scaled - top[jnp.minimum(ids, n - 1)], -jnp.inf))
   # XLA flushes subnormal floats to zero on CPU; make that explicit, the same everywhere.
   w = jnp.where(w >= jnp.finfo(w.dtype).tiny, w, 0.0)
+  if template != "uniform":
+    w = w * counts
   x = jnp.concatenate([segments, scores[:, None]], axis=1)  # [N, 3]: start, end, score
 
   if n == 0:

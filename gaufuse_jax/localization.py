@@ -42,6 +42,11 @@ class LocalizationConfig:
     overlap: ``"candidate"`` (the authors' code) or ``"iou"``.
     template: fusion template (see ``fusion.gaussian_weighted_fusion``).
     soft_nms_sigma: Gaussian decay width of soft-NMS.
+    merge_duplicates: keep one proposal per distinct run, with its number of copies over the
+      thresholds (``proposals.generate_proposals``); fusion weighs it by that count, so
+      fusion and NMS give the detections of the copies, on fewer rows, and ``max_proposals``
+      holds more distinct runs. ``None`` (default): on for fusion and NMS, off for soft-NMS
+      (which decays every copy on its own and so needs them).
   """
   class_threshold: float = 0.16
   thresholds: tuple[float, ...] = dataclasses.field(default_factory=reference_thresholds)
@@ -55,6 +60,7 @@ class LocalizationConfig:
   overlap: str = "candidate"
   template: str = "gaussian"
   soft_nms_sigma: float = 0.5
+  merge_duplicates: bool | None = None
 
   def __post_init__(self):
     if self.suppression not in ("fusion", "nms", "soft_nms"):
@@ -63,14 +69,20 @@ class LocalizationConfig:
     if not 1 <= self.max_instances <= self.max_proposals:
       raise ValueError(f"LocalizationConfig.max_instances must be in [1, max_proposals="
                        f"{self.max_proposals}], got {self.max_instances}")
+    if self.merge_duplicates is None:
+      object.__setattr__(self, "merge_duplicates", self.suppression != "soft_nms")
+    elif self.merge_duplicates and self.suppression == "soft_nms":
+      raise ValueError("LocalizationConfig.merge_duplicates=True does not apply to soft-NMS, "
+                       "which decays every copy of a proposal on its own; use False or None")
 
 
 def _suppress(props: proposals_lib.Proposals, valid, cfg: LocalizationConfig, temperature):
   segs = jnp.stack([props.start, props.end], axis=-1)
   if cfg.suppression == "fusion":
     return fusion.gaussian_weighted_fusion(
-        segs, props.score, valid, logits=props.inner, overlap_threshold=cfg.overlap_threshold,
-        temperature=temperature, overlap=cfg.overlap, template=cfg.template)
+        segs, props.score, valid, logits=props.inner, counts=props.count,
+        overlap_threshold=cfg.overlap_threshold, temperature=temperature, overlap=cfg.overlap,
+        template=cfg.template)
   if cfg.suppression == "nms":
     return suppression.nms(segs, props.score, valid, overlap_threshold=cfg.overlap_threshold,
                            overlap=cfg.overlap)
@@ -101,7 +113,7 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
   def one(cas_1d, length, gate):
     props = proposals_lib.generate_proposals(
         cas_1d, length, thresholds, max_proposals=cfg.max_proposals, min_length=cfg.min_length,
-        outer_rule=cfg.outer_rule)
+        outer_rule=cfg.outer_rule, merge_duplicates=cfg.merge_duplicates)
     out = _suppress(props, props.valid & gate, cfg, temperature)
     out = jax.tree.map(lambda x: x[:cfg.max_instances] if x.ndim else x, out)
     return out._replace(count=jnp.minimum(out.count, cfg.max_instances)), props.num_dropped

@@ -85,6 +85,23 @@ def test_matches_oracle(template, kind):
     check(det, seeds, fused)
 
 
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_counts_equal_repeating_the_rows(template):
+  rng = np.random.default_rng(5)
+  for case in range(10):
+    segs, scores, valid = random_case(rng)
+    logits = rng.random(N).astype(np.float32)
+    counts = rng.integers(0, 4, N)  # 0: the row takes no part
+    # Copies of an empty segment do not overlap their seed: they are never merged.
+    counts = np.where(segs[:, 1] > segs[:, 0], counts, np.minimum(counts, 1))
+    rows = np.repeat(np.arange(N), counts)  # copies next to each other: the first one seeds
+    seeds, fused = fusion_oracle(segs[rows], scores[rows], valid[rows], logits[rows], 0.25, 0.2,
+                                 "candidate", template)
+    det = FUSE(segs, scores, valid, logits=logits, counts=counts.astype((np.int32, np.float32)[case % 2]),
+               temperature=0.2, template=template)
+    check(det, rows[seeds], fused)
+
+
 def test_hand_computed():
   segs = np.array([[0, 10], [2, 12], [30, 40]], np.float32)
   scores = np.array([0.9, 0.5, 0.4], np.float32)
@@ -189,6 +206,7 @@ def test_jit_equals_eager_and_vmap_equals_loop():
     (dict(temperature=-1.0), "temperature must be > 0"),
     (dict(dof=0.0, template="student_t"), "dof must be > 0"),
     (dict(logits=np.zeros(2)), "logits must have shape"),
+    (dict(counts=np.ones(4)), "counts must have shape"),
     (dict(overlap="giou"), "overlap must be one of"),
 ])
 def test_bad_input(kwargs, match):

@@ -56,7 +56,8 @@ def random_cas(rng, t):
   return rng.random(t).astype(np.float32)
 
 
-PROPOSE = jax.jit(generate_proposals, static_argnames=("max_proposals", "min_length", "outer_rule"))
+PROPOSE = jax.jit(generate_proposals, static_argnames=("max_proposals", "min_length", "outer_rule",
+                                                      "merge_duplicates"))
 
 
 @pytest.mark.parametrize("rule", ["gaufuse", "wtalc"])
@@ -77,6 +78,47 @@ def test_random_cases_match_oracle(rule):
     assert np.all(np.diff(np.asarray(p.score)[valid]) <= 0)  # sorted by score
     for field in (p.start, p.end, p.score, p.inner):
       assert np.all(np.asarray(field)[~valid] == 0)
+    np.testing.assert_array_equal(p.count, valid.astype(np.int32))  # no merging: 1 each
+
+
+def test_merge_duplicates_keeps_one_row_per_run_with_its_copies():
+  rng = np.random.default_rng(5)
+  # Unsorted, with a repeated value (copies from equal thresholds) and a NaN (no runs).
+  thresholds = np.array([0.45, 0.2, 0.7, 0.3, 0.45, 0.05, np.nan, 0.3], np.float32)
+  for case in range(60):
+    t = 24
+    valid_length = int(rng.integers(0, t + 1))
+    cas = random_cas(rng, t)
+    full = PROPOSE(cas, valid_length, thresholds, max_proposals=200, min_length=1 + case % 2)
+    merged = PROPOSE(cas, valid_length, thresholds, max_proposals=200, min_length=1 + case % 2,
+                     merge_duplicates=True)
+    want = oracle(cas, valid_length, thresholds, 1 + case % 2)
+    runs, first, copies = np.unique(want[:, :2], axis=0, return_index=True, return_counts=True)
+    assert int(merged.num_dropped) == 0
+    assert_same_set(as_rows(merged), want[first])
+    valid = np.asarray(merged.valid)
+    got = {(s, e): c for s, e, c in zip(np.asarray(merged.start)[valid],
+                                        np.asarray(merged.end)[valid],
+                                        np.asarray(merged.count)[valid])}
+    assert got == {(s, e): c for (s, e), c in zip(runs, copies)}
+    assert np.all(np.asarray(merged.count)[~valid] == 0)
+    # The merged rows are the full output's rows with their copies left out, in its order.
+    full_rows = [tuple(r) for r in as_rows(full)]
+    merged_rows = [tuple(r) for r in as_rows(merged)]
+    kept = iter(full_rows)
+    assert all(row in kept for row in merged_rows)
+    assert int(np.sum(merged.count)) == int(np.sum(full.valid))
+
+
+def test_merge_duplicates_leaves_room_for_more_runs():
+  # A plateau at 0.9 gives [2, 6) at all three thresholds: one row of count 3 with merging,
+  # which leaves room for the weaker run [9, 11).
+  cas = np.array([0, 0, .9, .9, .9, .9, 0, 0, 0, .6, .6, 0], np.float32)
+  full = generate_proposals(cas, 12, THRESHOLDS, max_proposals=3)
+  merged = generate_proposals(cas, 12, THRESHOLDS, max_proposals=3, merge_duplicates=True)
+  assert as_rows(full)[:, :2].tolist() == [[2, 6]] * 3 and int(full.num_dropped) == 2
+  assert as_rows(merged)[:, :2].tolist() == [[2, 6], [9, 11]] and int(merged.num_dropped) == 0
+  assert merged.count.tolist() == [3, 2, 0]
 
 
 def test_hand_computed():

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from gaufuse_jax import linpro
 from gaufuse_jax import localization
@@ -75,3 +76,27 @@ def test_pipeline_labels_satisfy_lp_constraints_of_fused_instances():
   assert int(diag["lp_status"][0, 0]) == linpro.STATUS_SOLVED
   assert float(b[0]) > 0
   np.testing.assert_allclose(np.asarray(a) @ np.asarray(labels)[0, :, 0], np.asarray(b), atol=2e-4)
+
+
+@pytest.mark.parametrize("suppression", ["fusion", "nms"])
+def test_localize_gives_the_same_instances_with_merged_copies(suppression):
+  cas = _cas()
+  scores = np.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.9]], np.float32)
+  run = lambda merge: localization.localize(cas, scores, np.array([60, 40]),
+                                            localization.LocalizationConfig(
+                                                max_proposals=200, max_instances=16,
+                                                suppression=suppression,
+                                                merge_duplicates=merge))
+  (merged, stats_m), (full, stats_f) = run(True), run(False)
+  assert not np.any(stats_f["proposals_dropped"]) and not np.any(stats_m["proposals_dropped"])
+  np.testing.assert_array_equal(merged.count, full.count)
+  assert int(np.sum(full.count)) > 6
+  np.testing.assert_allclose(merged.segments, full.segments, atol=1e-5)
+  np.testing.assert_allclose(merged.scores, full.scores, atol=1e-6)
+
+
+def test_merging_copies_does_not_apply_to_soft_nms():
+  assert localization.LocalizationConfig().merge_duplicates is True
+  assert localization.LocalizationConfig(suppression="soft_nms").merge_duplicates is False
+  with pytest.raises(ValueError, match="merge_duplicates=True does not apply to soft-NMS"):
+    localization.LocalizationConfig(suppression="soft_nms", merge_duplicates=True)
