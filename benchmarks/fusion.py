@@ -11,6 +11,12 @@ Data: the 212 THUMOS14 test videos with their real lengths (``T = ceil(duration 
 from ``../shared/data``; a seeded stand-in when absent), 2 gated classes each, a random smooth
 CAS per (video, class), 20 thresholds ``arange(0.001, 0.04, 0.002)``.
 
+The 20 thresholds find most runs several times over (about 60% of the proposals are copies).
+Ours merges them as ``localization`` does (``generate_proposals(merge_duplicates=True)``, the
+copies as ``counts`` of the fusion) and so fuses and suppresses fewer rows; the baselines get
+every copy, as in the authors' code. The row "fusion, every copy" times ours without merging.
+Outputs are compared per set as (seed segment, fused start, end, score).
+
 Ours is timed twice: one call over all sets padded to the largest (how a training batch is
 done), and one call per power-of-two size bucket (sets grouped by proposal count).
 
@@ -139,7 +145,7 @@ def numpy_nms(segs: np.ndarray, overlap_thresh: float) -> list:
 
 
 def _fuse(p, v):
-  return gaussian_weighted_fusion(p[:, :2], p[:, 2], v, logits=p[:, 3],
+  return gaussian_weighted_fusion(p[:, :2], p[:, 2], v, logits=p[:, 3], counts=p[:, 4],
                                   overlap_threshold=OVERLAP, temperature=TEMPERATURE)
 
 
@@ -151,10 +157,10 @@ FUSE = jax.jit(jax.vmap(_fuse))
 NMS = jax.jit(jax.vmap(_nms))
 
 
-@jax.jit(static_argnames="max_proposals")
-def _proposals(cas, lengths, thresholds, max_proposals=MAX_PROPOSALS):
-  per_class = jax.vmap(lambda c, n: generate_proposals(c, n, thresholds,
-                                                       max_proposals=max_proposals), (0, None))
+@jax.jit(static_argnames=("max_proposals", "merge_duplicates"))
+def _proposals(cas, lengths, thresholds, max_proposals=MAX_PROPOSALS, merge_duplicates=True):
+  per_class = jax.vmap(lambda c, n: generate_proposals(
+      c, n, thresholds, max_proposals=max_proposals, merge_duplicates=merge_duplicates), (0, None))
   return jax.vmap(per_class)(cas, lengths)
 
 
@@ -179,24 +185,62 @@ def best_time(fn, repeats: int = 3):
 # ----------------------------------------------------------------------------- checks
 
 
-def max_diff(ours_rows: list[np.ndarray], ref_rows: list[list]) -> float:
-  """Largest |ours - reference| over all sets; inf when counts or seeds differ."""
+def max_diff(ours_rows: list[np.ndarray], ref_rows: list[list], ref_sets) -> float:
+  """Largest |ours - reference| over all sets; inf when counts or seed segments differ.
+
+  Rows are compared as ``[seed start, seed end, start, end, score]``: with copies merged, our
+  seed index points into a shorter set than the reference's.
+  """
   worst = 0.0
-  for mine, ref in zip(ours_rows, ref_rows):
+  for mine, ref, segs in zip(ours_rows, ref_rows, ref_sets):
     ref = np.asarray(ref, np.float64).reshape(-1, 4)
-    if mine.shape != ref.shape or not np.array_equal(mine[:, 0], ref[:, 0]):
+    ref = np.column_stack([segs[ref[:, 0].astype(int), :2], ref[:, 1:]])
+    if mine.shape != ref.shape or not np.array_equal(mine[:, :2], ref[:, :2]):
       return math.inf
     if len(ref):
-      worst = max(worst, float(np.max(np.abs(mine[:, 1:] - ref[:, 1:]))))
+      worst = max(worst, float(np.max(np.abs(mine[:, 2:] - ref[:, 2:]))))
   return worst
 
 
 def detections_rows(det, sets) -> list[np.ndarray]:
-  """Per set ``[seed index, start, end, score]`` rows of a batched Detections."""
+  """Per set ``[seed start, seed end, start, end, score]`` rows of a batched Detections."""
   index, segs, scores, count = (np.asarray(x) for x in (det.index, det.segments, det.scores,
                                                         det.count))
-  return [np.column_stack([index[b, :count[b]], segs[b, :count[b]], scores[b, :count[b]]])
-          for b in range(len(sets))]
+  return [np.column_stack([rows[index[b, :count[b]], :2], segs[b, :count[b]],
+                           scores[b, :count[b]]]) for b, rows in enumerate(sets)]
+
+
+def as_sets(props) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """``[sets, N, 5]`` rows (start, end, score, inner, count), ``[sets, N]`` valid, counts."""
+  stacked = np.stack([np.asarray(x, np.float32) for x in (props.start, props.end, props.score,
+                                                          props.inner, props.count)], axis=-1)
+  stacked = stacked.reshape(-1, stacked.shape[-2], 5)
+  valid = np.asarray(props.valid).reshape(stacked.shape[:2])
+  return stacked, valid, valid.sum(axis=1)
+
+
+def bucketed(stacked, valid, counts):
+  """Sets grouped by power-of-two proposal count: ``[(ids, rows [B, N, 5], valid [B, N])]``."""
+  groups: dict[int, list[int]] = {}
+  for b, n in enumerate(counts):
+    groups.setdefault(bucket_of(int(n)), []).append(b)
+  return [(ids, jnp.asarray(stacked[ids, :size]), jnp.asarray(valid[ids, :size]))
+          for size, ids in sorted(groups.items())]
+
+
+def time_ours(fn, stacked, valid, counts, sets):
+  """(padded s, bucketed s, padded rows, bucketed rows) of ``fn`` on one layout of the sets."""
+  n_pad = bucket_of(int(counts.max()))
+  padded = (jnp.asarray(stacked[:, :n_pad]), jnp.asarray(valid[:, :n_pad]))
+  buckets = bucketed(stacked, valid, counts)
+  t_padded, det = best_time(lambda: fn(*padded))
+  padded_rows = detections_rows(det, sets)
+  t_bucketed, dets = best_time(lambda: [fn(p, v) for _, p, v in buckets])
+  rows = [None] * len(sets)
+  for (ids, _, _), det in zip(buckets, dets):
+    for b, r in zip(ids, detections_rows(det, [sets[b] for b in ids])):
+      rows[b] = r
+  return t_padded, t_bucketed, padded_rows, rows, buckets
 
 
 # ----------------------------------------------------------------------------- main
@@ -213,9 +257,12 @@ def main():
   pairs = [(v, c) for v in range(len(lengths)) for c in range(CLASSES_PER_VIDEO)]
   thresholds = jnp.asarray(THRESHOLDS, jnp.float32)
 
-  # Proposals: ours over [videos, classes, T_max] in one call vs the numpy loop.
+  # Proposals: ours over [videos, classes, T_max] in one call (copies merged, as localization
+  # does) vs the numpy loop; the every-copy output feeds the baselines below.
   t_prop_ours, props = best_time(lambda: _proposals(cas, lengths, thresholds))
-  assert int(jnp.max(props.num_dropped)) == 0, "raise MAX_PROPOSALS"
+  full_props = _proposals(cas, lengths, thresholds, merge_duplicates=False)
+  assert int(jnp.max(props.num_dropped)) == int(jnp.max(full_props.num_dropped)) == 0, (
+      "raise MAX_PROPOSALS")
   video_groups: dict[int, list[int]] = {}
   for v, t in enumerate(lengths):
     video_groups.setdefault(bucket_of(int(t)), []).append(v)
@@ -227,14 +274,13 @@ def main():
   assert max(int(jnp.max(p.num_dropped)) for p in bucket_props) == 0
   t_prop_np, ref_props = best_time(lambda: [
       numpy_proposals(cas[v, c, :lengths[v]], THRESHOLDS) for v, c in pairs])
-  stacked = np.stack([np.asarray(x) for x in (props.start, props.end, props.score, props.inner)],
-                     axis=-1).reshape(len(pairs), MAX_PROPOSALS, 4)
-  valid = np.asarray(props.valid).reshape(len(pairs), MAX_PROPOSALS)
-  counts = valid.sum(axis=1)
+  merged, merged_valid, merged_counts = as_sets(props)
+  full, full_valid, full_counts = as_sets(full_props)
   prop_diff = 0.0
-  for b, ref in enumerate(ref_props):
+  for b, ref in enumerate(ref_props):  # our rows times their counts == the numpy rows
     ref = np.asarray(ref, np.float64).reshape(-1, 4)
-    mine = stacked[b, :counts[b]]
+    mine = np.repeat(merged[b, :merged_counts[b]], merged[b, :merged_counts[b], 4].astype(int),
+                     axis=0)[:, :4]
     if len(ref) != len(mine):
       prop_diff = math.inf
       break
@@ -242,45 +288,42 @@ def main():
       order = lambda r: np.lexsort((r[:, 1], r[:, 0]))
       prop_diff = max(prop_diff, float(np.max(np.abs(mine[order(mine)] - ref[order(ref)]))))
 
-  # Fusion and NMS inputs: our proposals, padded per set; the baselines get them as numpy.
-  sets = [stacked[b, :counts[b]].astype(np.float64) for b in range(len(pairs))]
-  n_pad = bucket_of(int(counts.max()))
-  padded = (jnp.asarray(stacked[:, :n_pad]), jnp.asarray(valid[:, :n_pad]))
-  groups: dict[int, list[int]] = {}
-  for b, n in enumerate(counts):
-    groups.setdefault(bucket_of(int(n)), []).append(b)
-  buckets = [(ids, jnp.asarray(stacked[ids, :size]), jnp.asarray(valid[ids, :size]))
-             for size, ids in sorted(groups.items())]
-
-  rows = []
-  for name, ours, baselines in (
-      ("fusion", FUSE, (("authors-style loop", lambda x: authors_style_fusion(
-          x, OVERLAP, TEMPERATURE)), ("vectorized numpy loop", lambda x: vectorized_fusion(
-              x, OVERLAP, TEMPERATURE)))),
-      ("nms", NMS, (("numpy loop", lambda x: numpy_nms(x, OVERLAP)),))):
-    t_padded, _ = best_time(lambda: ours(*padded))
-    t_bucketed, _ = best_time(lambda: [ours(p, v) for _, p, v in buckets])
-    mine = [None] * len(sets)
-    for ids, p, v in buckets:
-      for b, r in zip(ids, detections_rows(ours(p, v), ids)):
-        mine[b] = r
-    padded_rows = detections_rows(ours(*padded), sets)
+  # Fusion and NMS: the baselines get every copy (as the authors' code), ours the merged rows
+  # (and, for comparison, every copy too).
+  full_sets = [full[b, :full_counts[b]].astype(np.float64) for b in range(len(pairs))]
+  merged_sets = [merged[b, :merged_counts[b]] for b in range(len(pairs))]
+  authors = ("authors-style loop", lambda x: authors_style_fusion(x, OVERLAP, TEMPERATURE))
+  vectorized = ("vectorized numpy loop", lambda x: vectorized_fusion(x, OVERLAP, TEMPERATURE))
+  rows, baseline_times, layouts = [], {}, {}
+  for name, ours, sets, baselines in (
+      ("fusion", FUSE, "merged", (authors, vectorized)),
+      ("fusion, every copy", FUSE, "full", (authors,)),
+      ("nms", NMS, "merged", (("numpy loop", lambda x: numpy_nms(x, OVERLAP)),))):
+    layout = (merged, merged_valid, merged_counts, merged_sets) if sets == "merged" else (
+        full, full_valid, full_counts, full_sets)
+    t_padded, t_bucketed, padded_rows, mine, buckets = time_ours(ours, *layout)
+    layouts[sets] = (layout[0].shape[1], buckets)
     for label, fn in baselines:
-      t_np, ref = best_time(lambda: [fn(x) for x in sets])
-      diff = max(max_diff(mine, ref), max_diff(padded_rows, ref))
+      if label not in baseline_times:
+        baseline_times[label] = best_time(lambda: [fn(x[:, :4]) for x in full_sets])
+      t_np, ref = baseline_times[label]
+      diff = max(max_diff(mine, ref, full_sets), max_diff(padded_rows, ref, full_sets))
       rows.append((name, label, t_np, t_padded, t_bucketed, diff))
   rows.append(("proposals", "numpy loop (np.diff runs)", t_prop_np, t_prop_ours, t_prop_buckets,
                prop_diff))
 
   n_fused = int(sum(len(r) for r in mine))
   print(f"{len(lengths)} videos ({source}, T {lengths.min()}-{t_max}) x {CLASSES_PER_VIDEO} "
-        f"classes = {len(pairs)} sets, {len(THRESHOLDS)} thresholds; {int(counts.sum())} "
-        f"proposals (max {int(counts.max())} per set), {n_fused} fused instances")
+        f"classes = {len(pairs)} sets, {len(THRESHOLDS)} thresholds; {int(full_counts.sum())} "
+        f"proposals (max {int(full_counts.max())} per set), {int(merged_counts.sum())} after "
+        f"merging the copies of a run (max {int(merged_counts.max())}), {n_fused} fused instances")
+  describe = lambda buckets: ", ".join(f"{len(i)}x{p.shape[1]}" for i, p, _ in buckets)
   print(f"machine: {platform.processor() or platform.machine()}, {jax.device_count()} "
-        f"{jax.default_backend()} device(s), jax {jax.__version__}; "
-        f"ours padded: one call [{len(pairs)}, {n_pad}] (proposals: [{len(lengths)}, "
-        f"{CLASSES_PER_VIDEO}, {t_max}]); bucketed: sets x N "
-        f"{', '.join(f'{len(i)}x{p.shape[1]}' for i, p, _ in buckets)}; videos x T "
+        f"{jax.default_backend()} device(s), jax {jax.__version__}; ours padded: one call "
+        f"[{len(pairs)}, {bucket_of(int(merged_counts.max()))}] merged, [{len(pairs)}, "
+        f"{bucket_of(int(full_counts.max()))}] every copy (proposals: [{len(lengths)}, "
+        f"{CLASSES_PER_VIDEO}, {t_max}]); bucketed: sets x N {describe(layouts['merged'][1])} "
+        f"merged, {describe(layouts['full'][1])} every copy; videos x T "
         f"{', '.join(f'{len(n)}x{c.shape[-1]}' for c, n, _ in video_buckets)}")
   print()
   header = ("op", "baseline", "baseline s", "ours padded s", "ratio", "ours bucketed s", "ratio",
@@ -291,8 +334,8 @@ def main():
     print(f"| {name} | {label} | {t_np:.3f} | {t_pad:.4f} | {t_np / t_pad:.1f}x | {t_buck:.4f} | "
           f"{t_np / t_buck:.1f}x | {diff:.1e} |")
   assert all(r[-1] < 1e-3 for r in rows), "outputs disagree"
-  print("\noutputs agree: same counts and seeds per set, values within the max |diff| above "
-        "(float32 vs float64, snippets / scores)")
+  print("\noutputs agree: same counts and seed segments per set, values within the max |diff| "
+        "above (float32 vs float64, snippets / scores)")
 
 
 if __name__ == "__main__":
