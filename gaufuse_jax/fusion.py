@@ -34,10 +34,15 @@ def _segment_max(data, ids, n):
 
 
 def _weighted_mean(x, w, ids, n):
-  """Per cluster ``sum w x / sum w`` for ``x [N, F]``, ``w [N]`` (0 outside clusters)."""
+  """Per cluster ``sum w x / sum w`` for ``x [N, F]``, ``w [N]`` (0 outside clusters), clipped
+  to the members' range: float rounding must not put a fused end past the video's end."""
   total = _segment_sum(w, ids, n)
   sums = _segment_sum(w[:, None] * x, ids, n)
-  return sums / jnp.where(total > 0, total, 1.0)[:, None]
+  member = (w > 0)[:, None]
+  lo = -_segment_max(jnp.where(member, -x, -jnp.inf), ids, n)
+  hi = _segment_max(jnp.where(member, x, -jnp.inf), ids, n)
+  mean = sums / jnp.where(total > 0, total, 1.0)[:, None]
+  return jnp.where(total[:, None] > 0, jnp.clip(mean, lo, hi), mean)  # empty clusters: 0
 
 
 def _weighted_median(x, w, ids, n):

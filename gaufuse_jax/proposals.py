@@ -178,11 +178,10 @@ def _merge_copies(thresholds, is_start, end, candidate):
   order = jnp.argsort(thresholds, stable=True)
   start_s, end_s = is_start[order], end[order]
   same_next = start_s[:-1] & start_s[1:] & (end_s[:-1] == end_s[1:])  # [H - 1, T]
-  # Copies from each sorted threshold up the chain: a short reverse loop over H.
-  after = [jnp.zeros_like(end_s[0])]
-  for link in same_next[::-1]:
-    after.append(jnp.where(link, after[-1] + 1, 0))
-  copies_s = 1 + jnp.stack(after[::-1])
+  # A chain from sorted threshold h runs up to the first h' >= h whose run differs at h' + 1.
+  last = jnp.concatenate([~same_next, jnp.ones_like(start_s[:1])])
+  h = jnp.arange(last.shape[0], dtype=jnp.int32)[:, None]
+  copies_s = jax.lax.cummin(jnp.where(last, h, last.shape[0]), axis=0, reverse=True) - h + 1
   first_s = jnp.concatenate([jnp.ones_like(start_s[:1]), ~same_next])
   rank = jnp.argsort(order)  # sorted position of each threshold
   return candidate & first_s[rank], copies_s[rank]

@@ -97,7 +97,7 @@ def test_counts_equal_repeating_the_rows(template):
     rows = np.repeat(np.arange(N), counts)  # copies next to each other: the first one seeds
     seeds, fused = fusion_oracle(segs[rows], scores[rows], valid[rows], logits[rows], 0.25, 0.2,
                                  "candidate", template)
-    det = FUSE(segs, scores, valid, logits=logits, counts=counts.astype((np.int32, np.float32)[case % 2]),
+    det = FUSE(segs, scores, valid, logits=logits, counts=counts.astype(np.float32),
                temperature=0.2, template=template)
     check(det, rows[seeds], fused)
 
@@ -214,3 +214,17 @@ def test_bad_input(kwargs, match):
   args.update(kwargs)
   with pytest.raises(ValueError, match=match):
     gaussian_weighted_fusion(np.zeros((3, 2)), np.zeros(3), np.ones(3, bool), **args)
+
+
+def test_weighted_mean_stays_inside_the_cluster():
+  # Many members ending at the same snippet: float32 sums must not put the fused end past it.
+  rng = np.random.default_rng(6)
+  n = 64
+  end = np.float32(52.0)
+  segs = np.stack([end - rng.integers(2, 9, n), np.full(n, end)], axis=1).astype(np.float32)
+  scores = rng.random(n).astype(np.float32)
+  for temperature in (0.2, 0.02, 5.0):
+    det = FUSE(segs, scores, np.ones(n, bool), logits=rng.random(n).astype(np.float32),
+               counts=rng.integers(1, 20, n), temperature=temperature)  # int counts
+    k = int(det.count)
+    assert k >= 1 and np.all(np.asarray(det.segments)[:k, 1] == end)

@@ -84,7 +84,7 @@ def test_localize_gives_the_same_instances_with_merged_copies(suppression):
   scores = np.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.9]], np.float32)
   run = lambda merge: localization.localize(cas, scores, np.array([60, 40]),
                                             localization.LocalizationConfig(
-                                                max_proposals=200, max_instances=16,
+                                                max_proposals=64, max_instances=16,
                                                 suppression=suppression,
                                                 merge_duplicates=merge))
   (merged, stats_m), (full, stats_f) = run(True), run(False)
