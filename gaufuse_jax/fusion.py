@@ -33,14 +33,20 @@ def _segment_max(data, ids, n):
   return jax.ops.segment_max(data, ids, num_segments=n)
 
 
+def _cluster_range(x, w, ids, n):
+  """Per cluster min and max of each column of ``x [N, F]`` over members (``w > 0``); +-inf for
+  empty clusters."""
+  member = (w > 0)[:, None]
+  return (-_segment_max(jnp.where(member, -x, -jnp.inf), ids, n),
+          _segment_max(jnp.where(member, x, -jnp.inf), ids, n))
+
+
 def _weighted_mean(x, w, ids, n):
   """Per cluster ``sum w x / sum w`` for ``x [N, F]``, ``w [N]`` (0 outside clusters), clipped
   to the members' range: float rounding must not put a fused end past the video's end."""
   total = _segment_sum(w, ids, n)
   sums = _segment_sum(w[:, None] * x, ids, n)
-  member = (w > 0)[:, None]
-  lo = -_segment_max(jnp.where(member, -x, -jnp.inf), ids, n)
-  hi = _segment_max(jnp.where(member, x, -jnp.inf), ids, n)
+  lo, hi = _cluster_range(x, w, ids, n)
   mean = sums / jnp.where(total > 0, total, 1.0)[:, None]
   return jnp.where(total[:, None] > 0, jnp.clip(mean, lo, hi), mean)  # empty clusters: 0
 
@@ -76,8 +82,7 @@ def _weighted_midrange(x, w, ids, n):
     right = _segment_max(jnp.where(member, w[:, None] * (x - mid[at]), -jnp.inf), ids, n)
     return jnp.where(left < right, mid, lo), jnp.where(left < right, hi, mid)
 
-  lo = -_segment_max(jnp.where(member, -x, -jnp.inf), ids, n)
-  hi = _segment_max(jnp.where(member, x, -jnp.inf), ids, n)
+  lo, hi = _cluster_range(x, w, ids, n)
   lo, hi = jnp.where(jnp.isfinite(lo), lo, 0.0), jnp.where(jnp.isfinite(hi), hi, 0.0)
   lo, hi = jax.lax.fori_loop(0, _BISECTION_STEPS, bisect, (lo, hi))
   return 0.5 * (lo + hi)
