@@ -53,14 +53,21 @@ def test_pipeline_gates_classes_and_gives_finite_labels():
 def test_pipeline_equals_per_video_loop_and_padding_invariant():
   cas = _cas()
   scores = np.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.9]], np.float32)
+  lengths = np.array([60, 40])
   cfg = pl.PseudoLabelConfig(localization=localization.LocalizationConfig(
       max_proposals=64, max_instances=8))
-  batched, _ = pl.generate_pseudo_labels(cas, scores, np.array([60, 40]), cfg, 0.02)
-  for v, length in enumerate([60, 40]):
-    padded = np.concatenate([cas[v:v + 1], np.full((1, 20, 3), 5.0, np.float32)], axis=1)
-    single, _ = pl.generate_pseudo_labels(padded, scores[v:v + 1], np.array([length]), cfg, 0.02)
-    np.testing.assert_allclose(np.asarray(single)[0, :60], np.asarray(batched)[v], atol=1e-5)
-    assert np.all(np.asarray(single)[0, 60:] == 0)
+  batched, _ = pl.generate_pseudo_labels(cas, scores, lengths, cfg, 0.02)
+  for v, length in enumerate(lengths):
+    # Video v alone, garbage CAS past its length, next to a video with every class gated off
+    # (the same shapes as the batch: one compilation).
+    alone = np.full_like(cas, 5.0)
+    alone[0, :length] = cas[v, :length]
+    alone_scores = np.zeros_like(scores)
+    alone_scores[0] = scores[v]
+    single, _ = pl.generate_pseudo_labels(alone, alone_scores, np.array([length, 60]), cfg, 0.02)
+    np.testing.assert_allclose(np.asarray(single)[0], np.asarray(batched)[v], atol=1e-5)
+    assert np.all(np.asarray(single)[0, length:] == 0)
+    assert np.all(np.asarray(single)[1] == 0)
 
 
 def test_pipeline_labels_satisfy_lp_constraints_of_fused_instances():
