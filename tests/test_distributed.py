@@ -43,8 +43,7 @@ def two_hosts(tmp_path_factory):
   workdir, out = root / "workdir", root / "out"
   out.mkdir()
   # One CPU device per process; the collectives between processes go through gloo.
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_cpu_enable_concurrency_optimized_scheduler=false")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=conftest.CPU_FLAGS)
   port = _free_port()
   logs = [root / f"log_{i}.txt" for i in range(2)]
   procs = []
