@@ -65,11 +65,11 @@ the returned duals), never by their own flags:
 
 Why ``"ipm"`` is the default (``benchmarks/linpro.py``, THUMOS14-sized workload, 227 LPs, one
 CPU core, float32): it is the only solver that certifies every problem at 1e-5 and matches HiGHS
-(max relative objective error 3.5e-6, same feasible / infeasible split), about 18x faster than
-scipy HiGHS one LP at a time (50-65x on the LPs of up to 4 rows, 5-8x on those of 128-256
+(max relative objective error 3.6e-6, same feasible / infeasible split), about 22x faster than
+scipy HiGHS one LP at a time (55-85x on the LPs of up to 4 rows, 6-9x on those of 128-256
 rows, whose many blocks each take ~6 batched Newton steps). On the 78 LPs of <= 8 rows, qpax
-is as accurate but ~50x slower than ``"ipm"``; mpax (24 uncertified) and BoxOSQP (31
-uncertified) are ~130x slower. The interior point starts dual feasible (``z = c + 1, w = 1``
+is as accurate but ~50x slower than ``"ipm"``, BoxOSQP (33 uncertified) ~45x and mpax (18
+uncertified) ~100x slower. The interior point starts dual feasible (``z = c + 1, w = 1``
 at ``y = 0``, small ``x``, ``_ipm_start``): 4-8 Newton steps on most blocks, about half those
 from ``z = w = 1``.
 
