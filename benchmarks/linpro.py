@@ -40,9 +40,9 @@ import pathlib
 import platform
 import time
 
-# The reference is single-threaded (HiGHS, one LP at a time). Idle OpenBLAS workers left spinning by
-# its numpy calls took a core from XLA's threads: unpinned on 2 cores ours read 0.033 s, 0.023 s
-# with one BLAS thread (set before numpy is imported).
+# The reference is single-threaded (HiGHS, one LP at a time). Idle OpenBLAS workers left spinning
+# by its numpy calls took a core from XLA's threads: unpinned on 2 cores ours read 0.033 s, and
+# 0.023-0.026 s with one BLAS thread (set before numpy is imported).
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
   os.environ.setdefault(_var, "1")
 
