@@ -1,4 +1,4 @@
-"""Benchmark: vectorized ``detection_map`` vs a W-TALC-style per-class Python loop (issue 7 §1).
+"""Benchmark: vectorized ``detection_map`` vs a W-TALC-style per-class Python loop.
 
 Both evaluate the same predictions on the real THUMOS14 test ground truth (212 videos, 3358
 segments, the W-TALC ``Thumos14reduced-Annotations`` npy files) with the ambiguous-interval

@@ -65,8 +65,8 @@ def measure(num_devices: int, steps: int) -> dict:
   batch = {k: v.reshape((num_devices, BATCH // num_devices) + v.shape[1:]) for k, v in batch.items()}
   plan = schedule.epoch_plan(config.schedule, config.schedule.num_epochs - 1)  # Δ labels, memory
   hparams = inference.replicate(plan.step_hparams(), config)
-  step = inference.pmap(lambda s, b, h: steps_lib.train_step(s, b, h, model=model, tx=tx,
-                                                             use_memory=True),
+  step = inference.pmap(lambda s, b, h: steps_lib.train_step(
+      s, b, h, model=model, tx=tx, use_memory=True, pseudo_frame_coef=config.pseudo.frame_coef),
                         config, donate_argnums=(0,))
   rstate = inference.replicate(state, config)
   times = []

@@ -19,6 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.memory_slots = 5               # tokens per class in the memory bank
   c.checkpoint_every_epochs = 5
   c.best_metric = "wtalc/mAP@0.1:0.7"
+  c.grow_caps = True               # double max_proposals / max_instances instead of dropping
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "wtalc"          # "wtalc" (feature files), "semisynthetic", "embedded"
@@ -54,10 +55,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.pseudo.frame_coef = 0.8
   c.pseudo.video_coef = 0.6
   c.pseudo.teacher_dropout = False  # the authors leave dropout on (reference §9 item 2)
-  c.pseudo.max_proposals = 256
-  c.pseudo.max_instances = 32
+  c.pseudo.conventions = "reference"  # "exact": our half-open variant (gaufuse_jax/segments.py)
+  c.pseudo.max_proposals = 256     # starting caps per (video, class); they double whenever a
+  c.pseudo.max_instances = 32      # batch would drop anything (c.grow_caps)
   c.pseudo.outer_rule = "gaufuse"
   c.pseudo.suppression = "fusion"   # "nms": LinPro from NMS boxes (the paper's Table 4 ablation)
+  c.pseudo.overlap_threshold = 0.25
+  c.pseudo.template = "gaussian"
   c.pseudo.normalize = "sum"
   c.pseudo.solver = "ipm"
 
@@ -69,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.thresholds = (0.001, 0.04, 0.002)
   c.eval.temperature = 0.2
   c.eval.overlap_threshold = 0.25
+  c.eval.conventions = "reference"
   c.eval.outer_rule = "gaufuse"
   c.eval.max_proposals = 256
   c.eval.max_instances = 64

@@ -4,8 +4,7 @@ from ``../shared/data`` with generated I3D-like features (``gaufuse_jax.data.syn
   python -m launch.train --config=configs/thumos14_synth.py --workdir=/tmp/th14_synth
 
 Reduced for 2 CPU cores: D=128 features and the reference schedule scaled to 1/10 (35 epochs).
-Expected result: avg mAP@0.1:0.7 46.8 ± 1.4 over seeds 0-2 (README "Semi-synthetic THUMOS14 and the
-paper's ablations").
+Results: README "Results", section "Semi-synthetic THUMOS14 and the paper's ablations".
 """
 
 import pathlib

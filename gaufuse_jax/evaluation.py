@@ -1,6 +1,10 @@
 """Detection mAP (W-TALC and ActivityNet protocols), classification mAP, results files.
 
-Host-side numpy, float64, vectorized (reference §6; issue 2 §4, issue 6 §3).
+Host-side numpy, float64, vectorized. Sources: the authors' W-TALC-style evaluator
+(GauFuse_WSTAL ``evaluation/detectionMAP.py``: ``getLocMAP``, ``filter_segments``,
+``_ap_from_pr``; ``evaluation/classificationMAP.py``) and the official ActivityNet evaluator
+(Heilbron et al., ``ActivityNet/Evaluation/eval_detection.py``:
+``compute_average_precision_detection``, ``segment_iou``, ``interpolated_prec_rec``).
 
 Data formats (dicts of numpy arrays; jax arrays are accepted and copied to the host; extra keys
 are ignored):
@@ -12,19 +16,24 @@ are ignored):
 * ``ambiguous`` (optional): ``video`` int ``[A]``, ``segment`` float ``[A, 2]`` in SECONDS
   (W-TALC's ``Ambiguous_test.txt``).
 
-Segments must be finite with ``0 <= start <= end``.
+Segments must be finite with ``start <= end``; any other value is accepted: negative starts and
+ends past the end of the video (fusion and regression heads produce them) are evaluated as
+they are, with the references' formulas, never clipped.
 
 The two protocols share one matching and one AP routine and differ only in how segments are
 discretized before the tIoU:
 
-* ``"wtalc"`` (W-TALC / RSKP / GauFuse ``detectionMAP.getLocMAP``, what the WSTAL papers report):
-  GT seconds -> snippet set ``[round(ts * f), round(te * f))`` with ``f = fps / frames_per_snippet``
-  (25/16; numpy rounds half to even like Python's ``round``), prediction ->
-  ``[floor(s), floor(e))``; the tIoU of these integer sets is the tIoU of the integer intervals.
-  The authors truncate with ``int()``, equal to ``floor`` for the non-negative segments required
-  here.
-* ``"activitynet"`` (official ``eval_detection.py``): predictions converted to seconds
-  (``s * frames_per_snippet / fps``), continuous tIoU against GT seconds.
+* ``"wtalc"`` (the authors' ``getLocMAP``, what the WSTAL papers report): GT seconds -> snippet
+  set ``range(round(ts * f), round(te * f))`` with ``f = fps / frames_per_snippet`` (25/16;
+  ``np.round`` rounds half to even exactly like Python's ``round``, e.g. 2.5 -> 2); prediction
+  -> ``range(int(s), int(e))`` where ``int`` truncates toward ZERO (``np.trunc``), which is not
+  ``floor`` for negative values: ``[-0.9, 3.2)`` -> ``{0, 1, 2}`` (floor would give
+  ``{-1, ..., 2}``), ``[-1.5, 2)`` -> ``{-1, 0, 1}``, ``[-0.5, 0.7)`` -> empty. The tIoU of two
+  integer sets ``range(a, b)``, ``range(c, d)`` (``a <= b``, ``c <= d``) is the tIoU of the
+  integer intervals, computed here without building the sets.
+* ``"activitynet"`` (official ``compute_average_precision_detection``): predictions converted to
+  seconds (``s * frames_per_snippet / fps``), continuous tIoU (``segment_iou``) against GT
+  seconds.
 
 Matching (both protocols, per tIoU threshold and class): predictions in descending score order
 each take the unmatched GT of the same video with the highest tIoU, if that tIoU is ``>= thr``
@@ -34,22 +43,32 @@ the two are the same formula). mAP is the mean over classes, times 100.
 
 Decisions where the sources are silent or unusable (documented deviations):
 
-* Equal scores: predictions keep their input order (stable sort). The authors and the official
-  code use numpy's unstable ``argsort``, whose order for ties is unspecified.
-* Equal tIoU with two unmatched GT: the GT given first wins (W-TALC's list order; the official
-  code takes ``argsort()[::-1]``, again unspecified for ties).
+* Equal scores: predictions keep their input order (a stable sort). Both references sort with
+  numpy's default ``argsort`` (W-TALC ``argsort(-score)``, ActivityNet ``argsort()[::-1]``),
+  whose order of ties depends on the numpy build and CPU (numpy 2.x on x86 reorders ties even in
+  10-element arrays); with a stable sort W-TALC would give our order and ActivityNet the reverse.
+  Only tied scores are affected.
+* Equal tIoU with two unmatched GT: the GT given first wins (W-TALC's strict ``IoU > best_iou``
+  in list order; the official code takes ``argsort()[::-1]``, again unspecified for ties).
 * A class with GT but no prediction has AP 0. (The authors' ``getLocMAP`` returns 0 for the
   *whole* mAP as soon as one class has no prediction; we do not copy that.)
 * A class without GT is excluded from the mean (W-TALC averages over the classes that have
   temporal GT, the official code over the GT's classes); its per-class AP is reported as 0 and
   ``class_has_gt`` is False. Its predictions affect nothing else.
-* An empty union (two empty intervals) has tIoU 0 (W-TALC raises ZeroDivisionError, the
-  official code gives NaN).
+* An empty union has tIoU 0, so it never matches. Under ``"wtalc"`` this is an empty prediction
+  set (``int(s) == int(e)``, e.g. ``[-0.5, 0.7)`` or ``[3.2, 3.9)``) against an empty GT set
+  (17 THUMOS14 test GT shorter than one rounded snippet): the authors' code raises
+  ``ZeroDivisionError`` there. Under ``"activitynet"`` it is a zero-length prediction against a
+  zero-length GT: the official code gets NaN, which passes its ``tiou < thr`` test and would
+  count as a true positive. An empty prediction set against a non-empty GT set has tIoU 0 in
+  all three.
 * Ambiguous filter: a prediction is dropped, whatever its class, when it overlaps an ambiguous
   interval of the same video. ``"wtalc"`` compares like the authors' ``filter_segments``: the
-  ambiguous seconds become a snippet set with the GT rounding and the prediction its floor set;
-  dropped when they share a snippet. ``"activitynet"`` compares continuous seconds; dropped when
-  the open overlap is > 0 (touching intervals are kept).
+  ambiguous seconds become a snippet set with the GT rounding and the prediction its truncated
+  set; dropped when they share a snippet (an empty prediction set is kept; the authors raise
+  ``ZeroDivisionError`` when both sets are empty, we keep it). ``"activitynet"`` compares
+  continuous seconds (the official evaluator has no such filter); dropped when the open overlap
+  is > 0 (touching intervals are kept).
 
 The tIoU here is host-side float64 numpy, not ``segments.overlap`` (float32 jax): the W-TALC
 numbers are only reproduced exactly when ``inter / union`` is computed in float64 (e.g.
@@ -88,7 +107,7 @@ AVERAGE_RANGES = {
 
 PROTOCOL_DESCRIPTIONS = {
     "wtalc": ("W-TALC/RSKP evaluator: tIoU of integer snippet sets (GT round(s*fps/frames), "
-              "prediction floor), greedy matching, all-points AP"),
+              "prediction int() truncated toward zero), greedy matching, all-points AP"),
     "activitynet": ("official ActivityNet evaluator: continuous tIoU in seconds, greedy matching, "
                     "interpolated all-points AP"),
 }
@@ -131,7 +150,13 @@ def _column(table, key: str, name: str, *, integer: bool, pairs: bool = False) -
 
 def _table(table, name: str, *, num_classes: int | None, num_videos: int | None = None,
            scored: bool = False, labelled: bool = True) -> dict[str, np.ndarray]:
-  """Validated copy of a Detections / GroundTruth / ambiguous dict (see module docstring)."""
+  """Validated copy of a Detections / GroundTruth / ambiguous dict (see module docstring).
+
+  Raises ``ValueError`` (naming the argument, what was expected and what was found) for a missing
+  key, a wrong dtype or shape, mismatched lengths, a negative or out-of-range video index, a
+  label outside ``[0, num_classes)``, NaN/inf, or a segment with ``end < start``. Any other
+  finite segment (negative start, end past the video) is valid.
+  """
   out = {"video": _column(table, "video", name, integer=True),
          "segment": _column(table, "segment", name, integer=False, pairs=True)}
   if labelled:
@@ -152,10 +177,10 @@ def _table(table, name: str, *, num_classes: int | None, num_videos: int | None 
       raise ValueError(f"{name}['label']: expected class ids in [0, {num_classes}), found "
                        f"[{lo}, {hi}]")
   seg = out["segment"]
-  bad = np.flatnonzero((seg[:, 0] < 0) | (seg[:, 1] < seg[:, 0]))
+  bad = np.flatnonzero(seg[:, 1] < seg[:, 0])
   if bad.size:
-    raise ValueError(f"{name}['segment']: expected 0 <= start <= end, found {seg[bad[0]]} at "
-                     f"entry {bad[0]}")
+    raise ValueError(f"{name}['segment']: expected start <= end, found {seg[bad[0]]} at "
+                     f"entry {bad[0]} ({bad.size} such entries)")
   return out
 
 
@@ -276,9 +301,14 @@ def _all_points_ap(tp: np.ndarray, num_positive: int) -> np.ndarray:
 
 
 def _discretize(protocol: str, pred_snippets, gt_seconds, fps: float, frames_per_snippet: float):
-  """Prediction and GT(-like, in seconds) intervals in the units the protocol compares."""
+  """Prediction ``[P, 2]`` and GT(-like) ``[G, 2]`` intervals in the units the protocol compares.
+
+  ``"wtalc"``: the integer bounds of the authors' snippet sets, ``range(int(s), int(e))`` (``int``
+  truncates toward zero: ``np.trunc``, not ``floor``) and ``range(round(ts * f), round(te * f))``
+  (round half to even, as Python's ``round``). ``"activitynet"``: both in seconds.
+  """
   if protocol == "wtalc":
-    return np.floor(pred_snippets), np.round(gt_seconds * (fps / frames_per_snippet))
+    return np.trunc(pred_snippets), np.round(gt_seconds * (fps / frames_per_snippet))
   return pred_snippets * (frames_per_snippet / fps), gt_seconds
 
 
@@ -301,11 +331,15 @@ def detection_map(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any
                   frames_per_snippet: float = segments_lib.FRAMES_PER_SNIPPET) -> dict[str, Any]:
   """Temporal detection mAP under the W-TALC or the ActivityNet protocol.
 
-  Reference §6 (W-TALC ``getLocMAP``/``filter_segments``), issue 2 §4; the matching, AP and
-  tie rules are in the module docstring.
+  ``"wtalc"`` gives the numbers of the authors' ``evaluation/detectionMAP.py`` (``getLocMAP``
+  after ``filter_segments``), ``"activitynet"`` those of the official ActivityNet
+  ``compute_average_precision_detection``; the discretization, matching, AP and tie rules (and
+  the few documented deviations) are in the module docstring. Predictions may start before 0
+  and end after the video; they are evaluated unclipped, as the references do.
 
   Args:
-    predictions: ``Detections`` (P predictions; segments in snippets).
+    predictions: ``Detections`` (P predictions; float segments ``[P, 2]`` in snippets, finite,
+      ``start <= end``, any sign).
     ground_truth: ``GroundTruth`` (G segments in seconds).
     num_classes: C; labels must lie in ``[0, C)``.
     tiou_thresholds: ``[n_tiou]`` values in (0, 1]; default ``0.1:0.1:0.7`` (``"wtalc"``) or
@@ -326,8 +360,8 @@ def detection_map(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any
 
   Raises:
     ValueError: unknown protocol; bad thresholds, fps or num_classes; a missing key, wrong
-      dtype or shape, mismatched lengths, out-of-range label or video, NaN/inf, or a segment
-      with ``end < start`` or ``start < 0``; ground truth without any segment.
+      dtype or shape, mismatched lengths, out-of-range label or negative / out-of-range video,
+      NaN/inf, or a segment with ``end < start``; ground truth without any segment.
   """
   thresholds = _thresholds(tiou_thresholds, protocol)
   if not isinstance(num_classes, numbers.Integral) or num_classes < 1:
@@ -379,8 +413,8 @@ def classification_map(video_scores, video_labels) -> float:
   """Video-level classification mAP (cmAP), in percent.
 
   Mean over classes of the non-interpolated AP, i.e. the mean precision at the ranks of the
-  positives (reference §6; W-TALC ``classificationMAP.py``). Videos are ranked per class by
-  descending score, ties in input order (W-TALC: unstable ``argsort``); computed in float64
+  positives (W-TALC / the authors' ``evaluation/classificationMAP.py``). Videos are ranked per
+  class by descending score, ties in input order (W-TALC: unstable ``argsort``); computed in float64
   (W-TALC: float32). A class without any positive video is excluded from the mean (W-TALC
   returns NaN then).
 
@@ -433,8 +467,8 @@ def detections_from_padded(start, end, score, valid, *, video_index=None) -> Det
 
   Raises:
     ValueError: shapes that are not the same 3-D shape, a non-bool ``valid``, a ``video_index``
-      not of shape ``[B]`` or negative, or NaN/inf / ``end < start`` / negative start in a valid
-      entry.
+      not of shape ``[B]`` or negative, or NaN/inf / ``end < start`` in a valid entry (negative
+      starts and ends past the video are kept as they are).
   """
   arrays = {k: np.asarray(v) for k, v in
             dict(start=start, end=end, score=score, valid=valid).items()}
@@ -461,7 +495,7 @@ def detections_from_padded(start, end, score, valid, *, video_index=None) -> Det
 
 def format_map_table(metrics: Mapping[str, Any], *, protocol: str, dataset_name: str,
                      cmap: float | None = None) -> str:
-  """The markdown mAP table of issue 6 §3 for one protocol.
+  """The markdown mAP table (one row: mAP per tIoU, averages, cmAP) for one protocol.
 
   Args:
     metrics: a dict holding the scalar ``f"{protocol}/mAP@..."`` entries of ``detection_map``
@@ -517,7 +551,11 @@ def results_json(detections: Mapping[str, Any], video_names: Sequence[str],
                  frames_per_snippet: float = segments_lib.FRAMES_PER_SNIPPET,
                  version: str = "VERSION 1.3",
                  external_data: Mapping[str, Any] | None = None) -> dict[str, Any]:
-  """Detections -> an ActivityNet-format results object (issue 6 §3), segments in seconds.
+  """Detections -> an ActivityNet-format results object, segments in seconds.
+
+  The ``results`` file format read by the official ActivityNet evaluator
+  (``ANETdetection._import_prediction``); segments are written unclipped (negative starts and ends
+  past the video stay as they are, the official evaluator reads any float).
 
   Args:
     detections: ``Detections`` (segments in snippets).
@@ -562,7 +600,7 @@ def validate_results_json(obj, *, class_names: Sequence[str] | None = None) -> N
 
   Schema: a dict with ``"version"`` (str), ``"results"`` (dict: video name (str) -> list of
   ``{"label": str, "score": finite number, "segment": [start, end]}`` with finite
-  ``0 <= start <= end`` seconds) and ``"external_data"`` (dict with ``"used"`` bool and
+  ``start <= end`` seconds, any sign) and ``"external_data"`` (dict with ``"used"`` bool and
   ``"details"`` str). With ``class_names``, every label must be one of them.
   """
   if not isinstance(obj, Mapping):
@@ -597,9 +635,9 @@ def validate_results_json(obj, *, class_names: Sequence[str] | None = None) -> N
         raise ValueError(f"{at}['score']: expected a finite number, found {entry['score']!r}")
       seg = entry["segment"]
       if not (isinstance(seg, (list, tuple)) and len(seg) == 2 and all(map(_is_real, seg))
-              and 0 <= seg[0] <= seg[1]):
-        raise ValueError(f"{at}['segment']: expected [start, end] seconds with "
-                         f"0 <= start <= end, found {seg!r}")
+              and seg[0] <= seg[1]):
+        raise ValueError(f"{at}['segment']: expected [start, end] finite seconds with "
+                         f"start <= end, found {seg!r}")
 
 
 def detections_from_results_json(obj, video_names: Sequence[str], class_names: Sequence[str], *,

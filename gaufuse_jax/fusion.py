@@ -116,6 +116,7 @@ _ESTIMATORS = {"gaussian": _weighted_mean, "laplace": _weighted_median,
 def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=None,
                              overlap_threshold=0.25, temperature,
                              overlap: seg_lib.OverlapKind = "candidate",
+                             conventions: seg_lib.Conventions = "reference",
                              template: Template = "gaussian", dof=3.0
                              ) -> suppression.Detections:
   """Gaussian weighted fusion of overlapping 1-D instances (paper §3.1; reference §1).
@@ -124,7 +125,7 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=Non
 
   1. seed = the remaining instance with the highest ``scores`` (ties: lowest index);
   2. cluster = the seed and every remaining instance with
-     ``segments.overlap(seed, instance, overlap) > overlap_threshold``;
+     ``segments.overlap(seed, instance, overlap, conventions) > overlap_threshold``;
   3. weights ``w = softmax(logits[cluster] / temperature)`` (log-sum-exp: shifted by the
      cluster's largest logit, so any temperature > 0 is safe; a member whose shifted weight
      ``exp(logit / T - max)`` is below the smallest normal float, ``finfo.tiny``, gets 0);
@@ -147,10 +148,12 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=Non
     ``var = sum u (x - mu)^2 / sum w`` (variance floored at 1e-12). Unlike the others it is
     not monotone, so ``end >= start`` is not guaranteed.
 
-  The authors' code (reference §1) seeds and fuses with the outer-inner contrast score,
-  weights with the inner score (``logits=inner``), uses the candidate overlap
-  (intersection / candidate length) at 0.25 and ``temperature`` 0.2 at test, 0.02-0.0016 for
-  pseudo labels; ``overlap="iou"`` is the paper's wording.
+  The authors' code (``evaluation/detectionMAP.py:NonMaximumSuppression`` at test,
+  ``utils/utils.py:prediction_fuse_module`` for pseudo labels) seeds and fuses with the
+  outer-inner contrast score, weights with the inner score (``logits=inner``), uses the
+  candidate overlap with inclusive lengths (``conventions="reference"``:
+  ``(min e - max s + 1) / (e_j - s_j + 1)``) at 0.25 and ``temperature`` 0.2 at test,
+  0.02-0.0016 for pseudo labels; ``overlap="iou"`` is the paper's wording.
 
   ``counts`` are frequency weights: row ``i`` stands for ``counts[i]`` identical instances
   (``generate_proposals(..., merge_duplicates=True)`` gives them), and the result is that of
@@ -169,6 +172,8 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=Non
     overlap_threshold: float (may be traced), strict ``>``.
     temperature: float > 0 (may be traced).
     overlap: ``"candidate"`` or ``"iou"``, see ``segments.overlap``.
+    conventions: ``"reference"`` (default, inclusive lengths) or ``"exact"`` (half-open),
+      see ``segments.overlap``.
     template: ``"gaussian"``, ``"laplace"``, ``"uniform"`` or ``"student_t"`` (static).
     dof: float > 0, Student-t degrees of freedom (only for ``"student_t"``; may be traced).
 
@@ -181,7 +186,8 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=Non
       ``dof <= 0`` or a NaN ``overlap_threshold``.
   """
   fn = "gaussian_weighted_fusion"
-  segments, scores, valid = suppression.check_inputs(fn, segments, scores, valid, overlap)
+  segments, scores, valid = suppression.check_inputs(fn, segments, scores, valid, overlap,
+                                                     conventions)
   logits = scores if logits is None else jnp.asarray(logits, scores.dtype)
   counts = jnp.ones_like(scores) if counts is None else jnp.asarray(counts, scores.dtype)
   for name, arr in (("logits", logits), ("counts", counts)):
@@ -197,6 +203,7 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=Non
   n = scores.shape[0]
 
   clusters = suppression.greedy_loop(segments, scores, valid, overlap=overlap,
+                                     conventions=conventions,
                                      step=suppression.cluster_step(overlap_threshold))
   ids = jnp.where(clusters.cluster >= 0, clusters.cluster, n)  # n: out of range, dropped
   member = ids < n

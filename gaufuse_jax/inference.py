@@ -5,10 +5,13 @@ Shared by training (``train.py``), ``launch.evaluate`` and ``launch.localize``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import pathlib
+from typing import Callable
 
+from absl import logging
 from flax import jax_utils
 import jax
 from jax.experimental import multihost_utils
@@ -17,6 +20,7 @@ import tqdm
 
 from gaufuse_jax import evaluation
 from gaufuse_jax import input_pipeline
+from gaufuse_jax import localization
 from gaufuse_jax import steps
 from gaufuse_jax.data import batching
 from gaufuse_jax.models import rskp
@@ -56,11 +60,78 @@ def build_model(config, dataset) -> rskp.RSKP:
                    **config.model)
 
 
-def make_eval_step(config, model):
-  """The pmapped test-time step of ``config.eval`` (see ``steps.eval_step``)."""
-  return pmap(functools.partial(
-      steps.eval_step, model=model, loc_config=input_pipeline.localization_config(config.eval),
-      frame_coef=config.eval.frame_coef, video_coef=config.eval.video_coef), config)
+class GrowingStep:
+  """A pmapped localization step whose proposal / instance caps grow instead of dropping.
+
+  ``make(loc_config)`` returns the pmapped step for those static caps; the last element of its
+  output is a dict with ``proposals_dropped`` and ``instances_dropped`` arrays. A call returns
+  the output on the host. With ``grow``, a batch that would drop anything (on any process:
+  they decide together, so every process runs the same program) is run again with doubled caps
+  (``localization.grow_caps``; a recompilation) and the larger caps are kept for later calls,
+  so nothing is ever dropped; without it, the drops are counted in ``dropped``.
+
+  Attributes:
+    loc_config: the caps in use.
+    dropped: ``{"proposals": int, "instances": int}`` dropped since the last ``take_dropped``.
+  """
+
+  def __init__(self, make: Callable, loc_config: localization.LocalizationConfig, *,
+               grow: bool, name: str):
+    self.loc_config, self._make, self._grow, self._name = loc_config, make, grow, name
+    self._fn = make(loc_config)
+    self.dropped = {"proposals": 0, "instances": 0}
+
+  def __call__(self, *args):
+    while True:
+      out = jax.device_get(self._fn(*args))
+      drops = np.array([np.sum(out[-1]["proposals_dropped"]),
+                        np.sum(out[-1]["instances_dropped"])], np.int64)
+      if jax.process_count() > 1:
+        drops = multihost_utils.process_allgather(drops).sum(0)
+      if not (self._grow and drops.any()):
+        self.dropped["proposals"] += int(drops[0])
+        self.dropped["instances"] += int(drops[1])
+        return out
+      self.loc_config = localization.grow_caps(self.loc_config, proposals=bool(drops[0]),
+                                               instances=bool(drops[1]))
+      logging.info("%s: a batch would drop %d proposals and %d instances; running it again "
+                   "with max_proposals=%d, max_instances=%d.", self._name, drops[0], drops[1],
+                   self.loc_config.max_proposals, self.loc_config.max_instances)
+      self._fn = self._make(self.loc_config)
+
+  def take_dropped(self) -> dict:
+    """The drop counts and caps since the last call (``proposals_dropped``,
+    ``instances_dropped``, ``max_proposals``, ``max_instances``); resets the counts."""
+    out = {"proposals_dropped": self.dropped["proposals"],
+           "instances_dropped": self.dropped["instances"],
+           "max_proposals": self.loc_config.max_proposals,
+           "max_instances": self.loc_config.max_instances}
+    self.dropped = {"proposals": 0, "instances": 0}
+    return out
+
+
+def make_eval_step(config, model) -> GrowingStep:
+  """The pmapped test-time step of ``config.eval`` (see ``steps.eval_step``), growing its caps
+  when ``config.grow_caps``."""
+  def make(loc_config):
+    return pmap(functools.partial(
+        steps.eval_step, model=model, loc_config=loc_config, frame_coef=config.eval.frame_coef,
+        video_coef=config.eval.video_coef), config)
+  return GrowingStep(make, input_pipeline.localization_config(config.eval),
+                     grow=config.grow_caps, name="localization")
+
+
+def make_pseudo_label_step(config, model) -> GrowingStep:
+  """The pmapped pseudo-label step of ``config.pseudo`` (see ``steps.pseudo_label_step``),
+  growing its caps when ``config.grow_caps``."""
+  pl_config = input_pipeline.pseudo_label_config(config.pseudo)
+
+  def make(loc_config):
+    return pmap(functools.partial(
+        steps.pseudo_label_step, model=model,
+        pl_config=dataclasses.replace(pl_config, localization=loc_config),
+        frame_coef=config.pseudo.frame_coef, video_coef=config.pseudo.video_coef), config)
+  return GrowingStep(make, pl_config.localization, grow=config.grow_caps, name="pseudo labels")
 
 
 def detect(config, params, dataset, *, p_eval, bucket_sizes):
@@ -69,6 +140,7 @@ def detect(config, params, dataset, *, p_eval, bucket_sizes):
 
   Args:
     params: replicated parameters (leading local-device axis).
+    p_eval: a ``make_eval_step`` step; its ``dropped`` counts this call's drops.
 
   Returns:
     ``(detections, video_scores)``: ``evaluation.Detections`` (segments in snippets, video =
@@ -78,7 +150,7 @@ def detect(config, params, dataset, *, p_eval, bucket_sizes):
   iterator, total = batches(config, dataset, epoch=0, shuffle=False, bucket_sizes=bucket_sizes)
   for batch in progress(iterator, total, f"localize {dataset.split}"):
     # device_get blocks: one step at a time, never a queue of collective steps.
-    outputs = jax.device_get(p_eval(params, batch)) + (batch["video_index"],)
+    outputs = p_eval(params, batch)[:2] + (batch["video_index"],)
     if jax.process_count() > 1:  # each process localized its own shard: all get every shard
       outputs = multihost_utils.process_allgather(outputs)  # same shapes on every process
     lead = outputs[2].ndim  # [(processes,) devices, b]
@@ -99,9 +171,13 @@ def evaluate(config, params, dataset, *, p_eval, bucket_sizes) -> tuple[dict, di
 
   Returns:
     ``(metrics, detections)``: scalar metrics of both protocols (``wtalc/...`` with the
-    ambiguous filter when ``config.eval.ambiguous_filter``, ``activitynet/...``) and ``cmAP``
-    (percent); detections in the ``evaluation.Detections`` format (segments in snippets).
+    ambiguous filter when ``config.eval.ambiguous_filter``, ``activitynet/...``), ``cmAP``
+    (percent), and the caps' counts of ``GrowingStep.take_dropped`` (``proposals_dropped``,
+    ``instances_dropped``: 0 unless ``config.grow_caps`` is off; ``max_proposals``,
+    ``max_instances``); detections in the ``evaluation.Detections`` format (segments in
+    snippets).
   """
+  p_eval.take_dropped()
   detections, video_scores = detect(config, params, dataset, p_eval=p_eval,
                                     bucket_sizes=bucket_sizes)
   gt = dataset.ground_truth()
@@ -114,6 +190,7 @@ def evaluate(config, params, dataset, *, p_eval, bucket_sizes) -> tuple[dict, di
         ambiguous=ambiguous, fps=dataset.fps, frames_per_snippet=dataset.frames_per_snippet)
     metrics.update({k: float(v) for k, v in result.items() if np.ndim(v) == 0})
   metrics["cmAP"] = float(evaluation.classification_map(video_scores[:, :-1], dataset.labels))
+  metrics.update(p_eval.take_dropped())
   return metrics, detections
 
 
@@ -133,6 +210,10 @@ def write_outputs(out_dir, dataset, metrics, detections) -> str:
   table = "\n\n".join(
       evaluation.format_map_table(metrics, protocol=p, dataset_name=name, cmap=metrics["cmAP"])
       for p in ("wtalc", "activitynet"))
+  if metrics.get("proposals_dropped") or metrics.get("instances_dropped"):
+    table += (f"\n\nThe caps dropped {metrics['proposals_dropped']} proposals and "
+              f"{metrics['instances_dropped']} instances (config.grow_caps=False): not the "
+              "authors' post-processing.")
   (results_dir / f"{dataset.split}.md").write_text(table + "\n")
   print(table, flush=True)
   return table

@@ -21,8 +21,8 @@ def localization_config(ev) -> localization.LocalizationConfig:
   return localization.LocalizationConfig(
       class_threshold=ev.class_threshold, thresholds=_thresholds(ev.thresholds),
       max_proposals=ev.max_proposals, max_instances=ev.max_instances,
-      outer_rule=ev.outer_rule, suppression=ev.suppression, temperature=ev.temperature,
-      overlap_threshold=ev.overlap_threshold, template=ev.template)
+      outer_rule=ev.outer_rule, conventions=ev.conventions, suppression=ev.suppression,
+      temperature=ev.temperature, overlap_threshold=ev.overlap_threshold, template=ev.template)
 
 
 def load_datasets(dc):
@@ -56,6 +56,7 @@ def pseudo_label_config(pc) -> pseudo_labels.PseudoLabelConfig:
   loc = localization.LocalizationConfig(
       class_threshold=pc.class_threshold, thresholds=_thresholds(pc.thresholds),
       max_proposals=pc.max_proposals, max_instances=pc.max_instances, outer_rule=pc.outer_rule,
-      suppression=pc.suppression)
+      conventions=pc.conventions, suppression=pc.suppression,
+      overlap_threshold=pc.overlap_threshold, template=pc.template)
   return pseudo_labels.PseudoLabelConfig(localization=loc, outer_rule=pc.outer_rule,
                                          normalize=pc.normalize, solver=pc.solver)

@@ -5,9 +5,9 @@ For one video and one class, the K fused instances ``[s_k, e_k)`` (snippets) wit
 
   ``sum_{t in inner_k} a_k(t) x_t - sum_{t in outer_k} a_k(t) x_t = b_k``,
 
-with the inner area ``[floor(s_k), floor(e_k))``, an outer area of
-``segments.outer_width(floor(e_k) - floor(s_k), outer_rule)`` snippets on each side, all clipped to
-``[0, valid_length)``, and ``a_k = 1`` (``normalize="sum"``, the authors' code: a constraint on
+with the inner and outer areas of ``instance_areas`` (by default exactly the authors' rows:
+inner ``[int(s_k), int(e_k))``, outer ``[int(s_k) - ceil(w), int(s_k))`` and
+``[int(e_k), min(int(e_k) + floor(w) + 1, L - 1))``, ``w = 0.0785 len^0.9``), and ``a_k = 1`` (``normalize="sum"``, the authors' code: a constraint on
 sums) or ``a_k = 1 / |area|`` (``normalize="mean"``, the paper's text: "the average score of
 snippets within an action boundary equals its confidence"). The label is the solution of
 (paper eq. 6)
@@ -130,29 +130,46 @@ def _check_shapes(segments, scores, valid, name="linpro"):
     raise ValueError(f"{name}: valid must have shape {scores.shape}, got {valid.shape}")
 
 
-def instance_areas(segments, valid, valid_length, outer_rule="gaufuse"):
+def instance_areas(segments, valid, valid_length, outer_rule="gaufuse",
+                   conventions: segments_lib.Conventions = "reference"):
   """Integer area bounds of each instance: left outer, inner, right outer.
+
+  With ``(wl, wr) = segments.outer_width(e - s, outer_rule, conventions)``:
+
+  * ``conventions="reference"`` (the authors' ``utils/utils.py:compute_score_matrix``):
+    ``s = int(start)``, ``e = int(end)`` (truncation toward zero), inner ``[s, e)``, outer
+    ``[s - wl, s)`` and ``[e, min(e + wr + 1, L - 1))``: the right area is one snippet wider
+    than in the proposals' score, and the video's last snippet is never outer;
+  * ``conventions="exact"``: ``s = floor(start)``, ``e = floor(end)``, inner ``[s, e)``, outer
+    ``[s - wl, s)`` and ``[e, e + wr)``.
+
+  All areas are clipped to ``[0, L]`` (the authors' code has no lower clip on the inner area:
+  a negative start would wrap around there).
 
   Args:
     segments: ``[K, 2]`` float ``(start, end)`` in snippets.
     valid: ``[K]`` bool.
     valid_length: int scalar, number of real snippets ``L`` of the video.
     outer_rule: rule of ``segments.outer_width``.
+    conventions: ``"reference"`` (default) or ``"exact"``.
 
   Returns:
-    ``[K, 4]`` int32 ``(left_lo, inner_lo, inner_hi, right_hi)``: the inner area is
-    ``[floor(s), floor(e))`` and the outer areas ``[floor(s) - w, floor(s))`` and
-    ``[floor(e), floor(e) + w)`` with ``w = outer_width(floor(e) - floor(s))``, all clipped to
-    ``[0, L]`` (so ``left_lo <= inner_lo <= inner_hi <= right_hi``); all zero for invalid rows.
+    ``[K, 4]`` int32 ``(left_lo, inner_lo, inner_hi, right_hi)`` with
+    ``left_lo <= inner_lo <= inner_hi <= right_hi``; all zero for invalid rows.
   """
+  segments_lib.check_conventions("instance_areas", conventions)
   length = jnp.asarray(valid_length, jnp.int32)
-  start = jnp.floor(segments[:, 0]).astype(jnp.int32)
-  end = jnp.floor(segments[:, 1]).astype(jnp.int32)
-  width = segments_lib.outer_width(end - start, outer_rule)
+  cast = jnp.trunc if conventions == "reference" else jnp.floor
+  start = cast(segments[:, 0]).astype(jnp.int32)
+  end = cast(segments[:, 1]).astype(jnp.int32)
+  width_left, width_right = segments_lib.outer_width(end - start, outer_rule, conventions)
+  right_end = end + width_right
+  if conventions == "reference":
+    right_end = jnp.minimum(right_end + 1, length - 1)
   inner_lo = jnp.clip(start, 0, length)
   inner_hi = jnp.clip(end, inner_lo, length)
-  left_lo = jnp.clip(start - width, 0, inner_lo)
-  right_hi = jnp.clip(end + width, inner_hi, length)
+  left_lo = jnp.clip(start - width_left, 0, inner_lo)
+  right_hi = jnp.clip(right_end, inner_hi, length)
   areas = jnp.stack([left_lo, inner_lo, inner_hi, right_hi], axis=-1)
   return jnp.where(valid[:, None], areas, 0)
 
@@ -179,9 +196,11 @@ def _coefficients(areas, codes, normalize, dtype):
                    jnp.where(codes == _OUTER, -outer[:, None], 0.0)).astype(dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("num_snippets", "outer_rule", "normalize"))
+@functools.partial(jax.jit,
+                   static_argnames=("num_snippets", "outer_rule", "conventions", "normalize"))
 def linpro_constraints(segments, scores, valid, valid_length, *, num_snippets,
                        outer_rule: segments_lib.OuterRule = "gaufuse",
+                       conventions: segments_lib.Conventions = "reference",
                        normalize: Normalize = "sum"):
   """LinPro constraint matrix of one video and class (paper eq. 5, reference §2).
 
@@ -191,8 +210,10 @@ def linpro_constraints(segments, scores, valid, valid_length, *, num_snippets,
     valid: ``[K]`` bool, padding rows are False.
     valid_length: int scalar ``L <= T``; snippets ``>= L`` are padding (columns all zero).
     num_snippets: static ``T``.
-    outer_rule: ``"gaufuse"`` (``floor(0.0785 len^0.9)`` per side) or ``"wtalc"``
-      (``floor(0.25 len)``), see ``segments.outer_width``; ``len = floor(e) - floor(s)``.
+    outer_rule: ``"gaufuse"`` (``w = 0.0785 len^0.9``) or ``"wtalc"`` (``w = 0.25 len``), see
+      ``instance_areas``.
+    conventions: ``"reference"`` (default, the authors' rows) or ``"exact"``, see
+      ``instance_areas``.
     normalize: ``"sum"`` (default, the authors' code): +1 on the inner area, -1 on the outer
       areas, so the constraint is on label sums; ``"mean"`` (the paper's text): ``+1/|inner|``
       and ``-1/|outer|`` (both sides together), a constraint on mean labels.
@@ -202,7 +223,7 @@ def linpro_constraints(segments, scores, valid, valid_length, *, num_snippets,
     invalid rows. ``b``: ``[K]``, ``scores`` where valid, else 0.
 
   Raises:
-    ValueError: for bad shapes or unknown ``outer_rule`` / ``normalize``.
+    ValueError: for bad shapes or unknown ``outer_rule`` / ``conventions`` / ``normalize``.
   """
   _check_options(outer_rule, normalize)
   segments, scores, valid = _as_arrays(segments, scores, valid)
@@ -210,7 +231,7 @@ def linpro_constraints(segments, scores, valid, valid_length, *, num_snippets,
   if segments.ndim != 2:
     raise ValueError(f"linpro_constraints: segments must have shape [K, 2], got {segments.shape}")
   dtype = scores.dtype
-  areas = instance_areas(segments, valid, valid_length, outer_rule)
+  areas = instance_areas(segments, valid, valid_length, outer_rule, conventions)
   codes = _area_codes(areas, jnp.arange(num_snippets, dtype=jnp.int32))
   return _coefficients(areas, codes, normalize, dtype), jnp.where(valid, scores, 0.0)
 
@@ -771,10 +792,12 @@ def _problem_info(tiers, num_problems):
   }
 
 
-@functools.partial(jax.jit, static_argnames=("num_snippets", "outer_rule", "normalize", "solver",
-                                             "block_rows", "tol", "max_iter"))
+@functools.partial(jax.jit, static_argnames=("num_snippets", "outer_rule", "conventions",
+                                             "normalize", "solver", "block_rows", "tol",
+                                             "max_iter"))
 def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
-                  outer_rule: segments_lib.OuterRule = "gaufuse", normalize: Normalize = "sum",
+                  outer_rule: segments_lib.OuterRule = "gaufuse",
+                  conventions: segments_lib.Conventions = "reference", normalize: Normalize = "sum",
                   solver: Solver = "ipm", block_rows=8, tol=None, max_iter=None):
   """LinPro snippet labels of padded problems (paper eq. 5-6 with averaging; issue 3 §1-2).
 
@@ -787,6 +810,7 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
       ``t >= L`` are 0.
     num_snippets: static ``T``.
     outer_rule: ``"gaufuse"`` or ``"wtalc"`` (see ``instance_areas``).
+    conventions: ``"reference"`` (default) or ``"exact"`` (see ``instance_areas``).
     normalize: ``"sum"`` (default, authors' code) or ``"mean"`` (paper text); see
       ``linpro_constraints``.
     solver: ``"ipm"`` (default), ``"qpax"``, ``"mpax"`` or ``"jaxopt"`` (module docstring).
@@ -820,8 +844,8 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
   num_problems = scores.shape[0]
   tol = default_tolerance(solver, scores.dtype) if tol is None else tol
   max_iter = default_max_iter(solver) if max_iter is None else max_iter
-  areas = jax.vmap(functools.partial(instance_areas, outer_rule=outer_rule))(segments, valid,
-                                                                              valid_length)
+  areas = jax.vmap(functools.partial(instance_areas, outer_rule=outer_rule,
+                                     conventions=conventions))(segments, valid, valid_length)
   components = jax.vmap(_components)(areas, valid)
   tiers = [_solve_tier(areas, valid, scores, components, block_rows=rows, min_size=min_size,
                        normalize=normalize, solver=solver, tol=tol, max_iter=max_iter)

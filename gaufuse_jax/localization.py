@@ -1,4 +1,5 @@
-"""Test-time localization on device: class gating, proposals, suppression (reference §5).
+"""Test-time localization on device: class gating, proposals, suppression (the authors'
+``evaluation/detectionMAP.py:getActLoc``).
 
 The same function makes the fused instances of the pseudo-label pipeline (paper §3.2: the
 training targets come from the same post-processing as the test-time detections), with the
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gaufuse_jax import fusion
+from gaufuse_jax import segments as seg_lib
 from gaufuse_jax import proposals as proposals_lib
 from gaufuse_jax import suppression
 
@@ -32,10 +34,15 @@ class LocalizationConfig:
     class_threshold: a class of a video is localized when its video score is >= this
       (0.16 in the reference; GT labels are never used).
     thresholds: CAS thresholds of the multi-threshold proposals.
-    max_proposals: N, padded proposals per (video, class) over all thresholds.
-    max_instances: K, padded instances kept per (video, class), in seed order.
+    max_proposals: N, padded proposals per (video, class) over all thresholds; runs beyond
+      it are dropped and counted (``localize``'s ``proposals_dropped``). The authors keep
+      every run: callers that must not drop anything grow it (``inference.GrowingStep``).
+    max_instances: K, padded instances kept per (video, class), in seed order; the rest are
+      dropped and counted (``instances_dropped``).
     min_length: shortest proposal in snippets.
     outer_rule: outer-area width rule of the OIC score (see ``segments.outer_width``).
+    conventions: ``"reference"`` (the authors' proposals, stored segments and overlaps) or
+      ``"exact"`` (our half-open variant); see ``gaufuse_jax.segments``.
     suppression: ``"fusion"`` (Gaussian weighted fusion), ``"nms"`` or ``"soft_nms"``.
     temperature: fusion temperature (0.2 at test; 0.02-0.0016 for pseudo labels).
     overlap_threshold: fusion / NMS overlap threshold (0.25 in the reference).
@@ -54,6 +61,7 @@ class LocalizationConfig:
   max_instances: int = 32
   min_length: int = 2
   outer_rule: str = "gaufuse"
+  conventions: str = "reference"
   suppression: Literal["fusion", "nms", "soft_nms"] = "fusion"
   temperature: float = 0.2
   overlap_threshold: float = 0.25
@@ -63,6 +71,7 @@ class LocalizationConfig:
   merge_duplicates: bool | None = None
 
   def __post_init__(self):
+    seg_lib.check_conventions("LocalizationConfig", self.conventions)
     if self.suppression not in ("fusion", "nms", "soft_nms"):
       raise ValueError("LocalizationConfig.suppression must be 'fusion', 'nms' or 'soft_nms', "
                        f"got {self.suppression!r}")
@@ -82,12 +91,13 @@ def _suppress(props: proposals_lib.Proposals, valid, cfg: LocalizationConfig, te
     return fusion.gaussian_weighted_fusion(
         segs, props.score, valid, logits=props.inner, counts=props.count,
         overlap_threshold=cfg.overlap_threshold, temperature=temperature, overlap=cfg.overlap,
-        template=cfg.template)
+        conventions=cfg.conventions, template=cfg.template)
   if cfg.suppression == "nms":
     return suppression.nms(segs, props.score, valid, overlap_threshold=cfg.overlap_threshold,
-                           overlap=cfg.overlap)
+                           overlap=cfg.overlap, conventions=cfg.conventions)
   return suppression.soft_nms(segs, props.score, valid, sigma=cfg.soft_nms_sigma,
-                              score_threshold=-jnp.inf, overlap=cfg.overlap)
+                              score_threshold=-jnp.inf, overlap=cfg.overlap,
+                              conventions=cfg.conventions)
 
 
 def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperature=None):
@@ -104,7 +114,9 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
   Returns:
     ``(instances, stats)``: ``suppression.Detections`` with leaves ``[B, C, K]`` (segments
     ``[B, C, K, 2]`` in snippets, scores = fused OIC score, valid, index, count), in seed order;
-    stats: ``gated [B, C]`` bool and ``proposals_dropped [B, C]`` int32.
+    stats: ``gated [B, C]`` bool, ``proposals_dropped [B, C]`` int32 (runs beyond
+    ``max_proposals``) and ``instances_dropped [B, C]`` int32 (instances beyond
+    ``max_instances``).
   """
   thresholds = jnp.asarray(cfg.thresholds, jnp.float32)
   gated = video_scores >= cfg.class_threshold
@@ -113,12 +125,24 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
   def one(cas_1d, length, gate):
     props = proposals_lib.generate_proposals(
         cas_1d, length, thresholds, max_proposals=cfg.max_proposals, min_length=cfg.min_length,
-        outer_rule=cfg.outer_rule, merge_duplicates=cfg.merge_duplicates)
+        outer_rule=cfg.outer_rule, conventions=cfg.conventions,
+        merge_duplicates=cfg.merge_duplicates)
     out = _suppress(props, props.valid & gate, cfg, temperature)
     out = jax.tree.map(lambda x: x[:cfg.max_instances] if x.ndim else x, out)
-    return out._replace(count=jnp.minimum(out.count, cfg.max_instances)), props.num_dropped
+    kept = jnp.minimum(out.count, cfg.max_instances)
+    return out._replace(count=kept), props.num_dropped, out.count - kept
 
   per_class = jax.vmap(one, in_axes=(1, None, 0))               # over C
   per_video = jax.vmap(per_class, in_axes=(0, 0, 0))            # over B
-  instances, dropped = per_video(cas, valid_length, gated)
-  return instances, {"gated": gated, "proposals_dropped": jnp.where(gated, dropped, 0)}
+  instances, proposals_dropped, instances_dropped = per_video(cas, valid_length, gated)
+  return instances, {"gated": gated,
+                     "proposals_dropped": jnp.where(gated, proposals_dropped, 0),
+                     "instances_dropped": instances_dropped}
+
+
+def grow_caps(cfg: LocalizationConfig, *, proposals: bool, instances: bool) -> LocalizationConfig:
+  """``cfg`` with ``max_proposals`` doubled if ``proposals``, ``max_instances`` doubled (at most
+  the new ``max_proposals``) if ``instances``: the caps of a rerun that drops nothing more."""
+  max_proposals = cfg.max_proposals * (2 if proposals else 1)
+  max_instances = min(cfg.max_instances * (2 if instances else 1), max_proposals)
+  return dataclasses.replace(cfg, max_proposals=max_proposals, max_instances=max_instances)

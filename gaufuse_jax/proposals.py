@@ -2,8 +2,9 @@
 
 One class's class activation sequence (CAS) ``[T]`` is thresholded at every value of
 ``thresholds``; every maximal run of snippets above a threshold is a proposal, scored by the
-mean CAS inside it minus the mean CAS in the two outer areas beside it (issue 2 §2; the
-authors' ``getActLoc``, reference §5, and W-TALC/RSKP before it). Everything is static-shaped
+mean CAS inside it minus the mean CAS in the two outer areas beside it (the outer-inner
+contrast of the authors' ``evaluation/detectionMAP.py:getActLoc`` and
+``utils/utils.py:generate_segs``, and of W-TALC / RSKP before them). Everything is static-shaped
 (prefix sums, no loop over snippets), so the function jits and vmaps over classes and videos.
 """
 
@@ -25,9 +26,12 @@ class Proposals(NamedTuple):
 
   Attributes:
     start: ``[N]`` float32, first snippet of the run (inclusive).
-    end: ``[N]`` float32, one past the last snippet of the run (half-open ``[start, end)``).
+    end: ``[N]`` float32, end of the stored segment ``[start, end)``: one past the run
+      (``"exact"``), two past it (``"reference"``: the authors' ``e + 1``; may exceed the
+      video's length by one when the run touches its end).
     score: ``[N]`` float32, outer-inner contrast ``inner - outer``.
-    inner: ``[N]`` float32, mean CAS over ``[start, end)``.
+    inner: ``[N]`` float32, mean CAS over the inner area (``[start, end)`` clipped to the
+      video).
     valid: ``[N]`` bool; padding rows are False and hold zeros.
     num_dropped: ``[]`` int32, runs that qualified but did not fit in ``N = max_proposals``.
     count: ``[N]`` int32, how many thresholds gave this same run: 1 without
@@ -56,21 +60,24 @@ def _static_int(value, name: str, minimum: int) -> int:
 def generate_proposals(cas, valid_length, thresholds, *, max_proposals: int,
                        min_length: int = 2,
                        outer_rule: segments.OuterRule = "gaufuse",
+                       conventions: segments.Conventions = "reference",
                        merge_duplicates: bool = False) -> Proposals:
   """Proposals of one class's CAS at several thresholds, scored by outer-inner contrast.
 
   For every threshold ``thr`` and every maximal run ``[s, e)`` of ``cas > thr`` inside
-  ``[0, valid_length)`` with ``e - s >= min_length``:
+  ``[0, L)`` (``L = valid_length``) with ``e - s >= min_length``, and
+  ``(wl, wr) = segments.outer_width(e - s, outer_rule, conventions)``:
 
-  * ``inner = mean(cas[s:e])``;
-  * ``w = segments.outer_width(e - s, outer_rule)``; the outer areas ``[s - w, s)`` and
-    ``[e, e + w)`` are clipped to ``[0, valid_length)`` and ``outer`` is the mean of ``cas``
-    over both together (0 when both are empty);
-  * ``score = inner - outer`` (the OIC score).
+  * ``conventions="reference"`` (the authors' ``getActLoc``, float for float): the inner
+    area is ``[s, min(e + 1, L))`` (one snippet past the run), the outer areas
+    ``[max(s - wl, 0), s)`` and ``[e + 1, min(e + 1 + wr, L - 1))`` (the video's last snippet
+    is never outer), and the stored segment is ``[s, e + 1)``;
+  * ``conventions="exact"`` (our variant): the inner area is the run ``[s, e)``, the outer
+    areas ``[s - wl, s)`` and ``[e, e + wr)`` clipped to ``[0, L)``, the segment ``[s, e)``;
+  * ``inner`` is the mean CAS over the inner area, ``outer`` over both outer areas together
+    (0 when both are empty), ``score = inner - outer`` (the OIC score).
 
-  Runs are half-open and exact (no extra trailing snippet, unlike the authors' code, reference
-  §5/§9.7). Snippets at or past ``valid_length`` never take part, so extra padding of ``cas``
-  changes nothing. When more than ``max_proposals`` runs qualify, the highest-scoring ones are
+  Snippets at or past ``L`` never take part, so extra padding of ``cas`` changes nothing. When more than ``max_proposals`` runs qualify, the highest-scoring ones are
   kept and the rest counted in ``num_dropped``. The output is sorted by ``score`` descending;
   equal scores keep the order (threshold index, start).
 
@@ -90,8 +97,9 @@ def generate_proposals(cas, valid_length, thresholds, *, max_proposals: int,
       (reference §5.3, 20 values).
     max_proposals: static int ``N >= 1``, padded output size.
     min_length: static int ``>= 1``, shortest run kept, in snippets (reference: 2).
-    outer_rule: ``"gaufuse"`` (``floor(0.0785 * len**0.9)``, the authors' code) or ``"wtalc"``
-      (``floor(0.25 * len)``, W-TALC/RSKP); see ``segments.outer_width``.
+    outer_rule: ``"gaufuse"`` (``w = 0.0785 * len**0.9``, the authors' code) or ``"wtalc"``
+      (``w = 0.25 * len``, W-TALC/RSKP); see ``segments.outer_width``.
+    conventions: static, ``"reference"`` (default) or ``"exact"`` (above).
     merge_duplicates: static bool, one row per distinct run with its ``count`` (above).
 
   Returns:
@@ -99,7 +107,8 @@ def generate_proposals(cas, valid_length, thresholds, *, max_proposals: int,
 
   Raises:
     ValueError: if ``cas`` is not 1-D or empty, ``thresholds`` is not 1-D or empty,
-      ``max_proposals < 1``, ``min_length < 1`` or ``outer_rule`` is unknown.
+      ``max_proposals < 1``, ``min_length < 1``, or ``outer_rule`` or ``conventions`` is
+      unknown.
     TypeError: if ``max_proposals`` or ``min_length`` is not a static int.
   """
   cas = jnp.asarray(cas)
@@ -114,6 +123,7 @@ def generate_proposals(cas, valid_length, thresholds, *, max_proposals: int,
   if outer_rule not in _OUTER_RULES:
     raise ValueError(f"generate_proposals: outer_rule must be one of {_OUTER_RULES}, "
                      f"got {outer_rule!r}")
+  segments.check_conventions("generate_proposals", conventions)
 
   dtype = jnp.promote_types(cas.dtype, jnp.float32)
   num_snippets = cas.shape[0]
@@ -135,14 +145,22 @@ def generate_proposals(cas, valid_length, thresholds, *, max_proposals: int,
   start = jnp.broadcast_to(t, above.shape)
   length = end - start
   # A table lookup is cheaper than the power in outer_width at every (threshold, snippet).
-  width = segments.outer_width(jnp.arange(num_snippets + 1), outer_rule)[length]
-  left = jnp.maximum(start - width, 0)
-  right = jnp.minimum(end + width, length_valid)
+  width_left, width_right = (w[length] for w in segments.outer_width(
+      jnp.arange(num_snippets + 1), outer_rule, conventions))
+  left = jnp.maximum(start - width_left, 0)
+  if conventions == "reference":
+    inner_end = jnp.minimum(end + 1, length_valid)
+    right_start = inner_end
+    right = jnp.maximum(jnp.minimum(end + 1 + width_right, length_valid - 1), right_start)
+    stored_end = end + 1
+  else:
+    inner_end = right_start = stored_end = end
+    right = jnp.minimum(end + width_right, length_valid)
 
-  csum_start, csum_end = csum[:-1], csum[end]
-  inner_dev = (csum_end - csum_start) / jnp.maximum(length, 1).astype(dtype)
-  outer_count = (start - left) + (right - end)
-  outer_sum = (csum_start - csum[left]) + (csum[right] - csum_end)
+  csum_start = csum[:-1]
+  inner_dev = (csum[inner_end] - csum_start) / jnp.maximum(inner_end - start, 1).astype(dtype)
+  outer_count = (start - left) + (right - right_start)
+  outer_sum = (csum_start - csum[left]) + (csum[right] - csum[right_start])
   outer_dev = outer_sum / jnp.maximum(outer_count, 1).astype(dtype)
   inner = inner_dev + centre
   score = jnp.where(outer_count > 0, inner_dev - outer_dev, inner)
@@ -162,7 +180,7 @@ def generate_proposals(cas, valid_length, thresholds, *, max_proposals: int,
   take = lambda a: jnp.where(valid, flat(a, 0).astype(dtype)[order], 0.0)
   num_kept = jnp.sum(valid, dtype=jnp.int32)
   return Proposals(
-      start=take(start), end=take(end), score=take(score), inner=take(inner), valid=valid,
+      start=take(start), end=take(stored_end), score=take(score), inner=take(inner), valid=valid,
       num_dropped=jnp.sum(candidate, dtype=jnp.int32) - num_kept,
       count=jnp.where(valid, flat(copies, 0)[order], 0))
 

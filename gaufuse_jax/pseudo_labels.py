@@ -24,7 +24,8 @@ class PseudoLabelConfig:
 
   Attributes:
     localization: class gate, proposals and fusion (``temperature`` = the generation's fusion
-      temperature, 0.02 / 0.002 / 0.0016 in the reference schedule).
+      temperature, 0.02 / 0.002 / 0.0016 in the reference schedule); its ``conventions``
+      also shape the LP rows (``linpro.instance_areas``).
     outer_rule: outer-area rule of the LP constraints (``segments.outer_width``).
     normalize: ``"sum"`` (the authors' code) or ``"mean"`` (the paper's text).
     solver: LP solver (see ``linpro``).
@@ -57,7 +58,7 @@ def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConf
     ``(labels, diagnostics)``: float32 ``[B, T, C']`` finite labels in ``[0, 1]``;
     diagnostics of ``[B, C']`` arrays: ``num_instances`` (fused instances), ``lp_status``
     (``linpro.STATUS_*``), ``lp_fallbacks`` (1 where the LP was relaxed or failed),
-    ``proposals_dropped``.
+    ``proposals_dropped`` and ``instances_dropped`` (see ``localization.localize``).
   """
   num_snippets = cas.shape[1]
   instances, stats = localization.localize(cas, video_scores, valid_length, cfg.localization,
@@ -65,7 +66,8 @@ def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConf
   lengths = jnp.broadcast_to(valid_length[:, None], instances.count.shape)
   labels, info = linpro.linpro_labels(
       instances.segments, instances.scores, instances.valid, lengths,
-      num_snippets=num_snippets, outer_rule=cfg.outer_rule, normalize=cfg.normalize,
+      num_snippets=num_snippets, outer_rule=cfg.outer_rule,
+      conventions=cfg.localization.conventions, normalize=cfg.normalize,
       solver=cfg.solver)
   labels = jnp.swapaxes(labels, 1, 2).astype(jnp.float32)  # [B, C', T] -> [B, T, C']
   has_rows = instances.count > 0
@@ -74,6 +76,7 @@ def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConf
       "lp_status": jnp.where(has_rows, info["status"], linpro.STATUS_SOLVED),
       "lp_fallbacks": (has_rows & (info["status"] != linpro.STATUS_SOLVED)).astype(jnp.int32),
       "proposals_dropped": stats["proposals_dropped"],
+      "instances_dropped": stats["instances_dropped"],
   }
   return labels, diagnostics
 

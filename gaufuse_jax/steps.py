@@ -69,7 +69,7 @@ def _gather_and_update_memory(bank, outputs, batch):
                                   gather(batch["video_mask"]))
 
 
-def train_step(state, batch, hparams, *, model, tx, use_memory: bool):
+def train_step(state, batch, hparams, *, model, tx, use_memory: bool, pseudo_frame_coef: float):
   """One optimizer step on a padded batch; the objective is the SUM of per-video losses.
 
   The reference accumulates the gradients of 10 single-video losses (reference §4); summing the
@@ -85,6 +85,8 @@ def train_step(state, batch, hparams, *, model, tx, use_memory: bool):
     model: the RSKP module (static).
     tx: the optax optimizer of ``train_state.make_optimizer`` (static).
     use_memory: whether the memory branch ``r`` is on (static: it changes the graph).
+    pseudo_frame_coef: weight of branch ``o`` in the pseudo-label loss, ``1 -`` it of ``m``
+      (``config.pseudo.frame_coef``, 0.8: the authors' ``utils/utils.py:compute_distloss``).
 
   Returns:
     ``(new_state, metrics)``; metrics are device-summed: ``loss`` (sum over videos),
@@ -104,8 +106,10 @@ def train_step(state, batch, hparams, *, model, tx, use_memory: bool):
     per_video, terms = losses.rskp_losses(outputs, batch["labels"], batch["valid_length"],
                                           spl_weight=hparams["spl_weight"])
     valid = jnp.arange(batch["features"].shape[1])[None, :] < batch["valid_length"][:, None]
-    pseudo_loss = (0.8 * pl_lib.pseudo_label_loss(outputs["o"]["frame_logits"], pseudo, valid)
-                   + 0.2 * pl_lib.pseudo_label_loss(outputs["m"]["frame_logits"], pseudo, valid))
+    pseudo_loss = (
+        pseudo_frame_coef * pl_lib.pseudo_label_loss(outputs["o"]["frame_logits"], pseudo, valid)
+        + (1.0 - pseudo_frame_coef) * pl_lib.pseudo_label_loss(outputs["m"]["frame_logits"],
+                                                               pseudo, valid))
     per_video = per_video + hparams["pseudo_weight"] * pseudo_loss
     terms = dict(terms, pseudo=pseudo_loss)
     sums = {k: jnp.sum(v * mask) for k, v in terms.items()}
@@ -160,11 +164,13 @@ def eval_step(params, batch, *, model, loc_config: localization.LocalizationConf
   """Test-time detections of a batch, all on device (reference §5; background never scored).
 
   Returns:
-    ``(instances, video_scores)``: ``suppression.Detections`` with leaves ``[B, C, K]``
-    (segments in snippets) and the video scores ``[B, C+1]``.
+    ``(instances, video_scores, stats)``: ``suppression.Detections`` with leaves ``[B, C, K]``
+    (segments in snippets), the video scores ``[B, C+1]`` and the ``[B, C]`` int32
+    ``proposals_dropped`` and ``instances_dropped`` of ``localization.localize``.
   """
   outputs = inference_outputs(params, batch, model=model)
   cas, video_scores = frame_and_video_scores(outputs, frame_coef=frame_coef, video_coef=video_coef)
-  instances, _ = localization.localize(cas[..., :-1], video_scores[..., :-1],
-                                       batch["valid_length"], loc_config)
-  return instances, video_scores
+  instances, stats = localization.localize(cas[..., :-1], video_scores[..., :-1],
+                                           batch["valid_length"], loc_config)
+  drops = {k: stats[k] for k in ("proposals_dropped", "instances_dropped")}
+  return instances, video_scores, drops

@@ -62,15 +62,16 @@ class Clusters(NamedTuple):
 Step = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]
 
 
-def check_inputs(fn: str, segments, scores, valid, overlap: str):
+def check_inputs(fn: str, segments, scores, valid, overlap: str, conventions: str):
   """Validate and canonicalise ``segments [N, 2]``, ``scores [N]``, ``valid [N]``.
 
   Returns float32 (or wider) ``segments``, ``scores`` and a bool ``valid`` with non-finite
   instances, and instances with ``end < start``, turned invalid. Raises ValueError, naming
-  ``fn``, on shape mismatches or an unknown ``overlap`` kind.
+  ``fn``, on shape mismatches or an unknown ``overlap`` kind or ``conventions``.
   """
   if overlap not in _OVERLAPS:
     raise ValueError(f"{fn}: overlap must be one of {_OVERLAPS}, got {overlap!r}")
+  seg_lib.check_conventions(fn, conventions)
   segments, scores, valid = jnp.asarray(segments), jnp.asarray(scores), jnp.asarray(valid)
   if segments.ndim != 2 or segments.shape[1] != 2:
     raise ValueError(f"{fn}: segments must have shape [N, 2], got {segments.shape}")
@@ -99,11 +100,13 @@ def check_static(fn: str, name: str, value, *, positive: bool = False):
     raise ValueError(f"{fn}: {name} must be {'> 0' if positive else 'a number'}, got {value}")
 
 
-def greedy_loop(segments, scores, valid, *, overlap: seg_lib.OverlapKind, step: Step) -> Clusters:
+def greedy_loop(segments, scores, valid, *, overlap: seg_lib.OverlapKind,
+                conventions: seg_lib.Conventions, step: Step) -> Clusters:
   """The greedy loop shared by NMS, soft-NMS and Gaussian weighted fusion.
 
   Repeat until no valid instance remains: seed = the remaining instance with the highest
-  current score (ties: lowest index); ``overlaps = segments.overlap(seed, all, overlap)``;
+  current score (ties: lowest index);
+  ``overlaps = segments.overlap(seed, all, overlap, conventions)``;
   ``step`` says which remaining instances the seed removes into its cluster (the seed is
   always removed), which it discards, and the new scores. A ``lax.while_loop`` over masks:
   K iterations (one per output) of O(N) work. Under ``vmap`` every set pays for the largest
@@ -112,6 +115,7 @@ def greedy_loop(segments, scores, valid, *, overlap: seg_lib.OverlapKind, step: 
   Args:
     segments, scores, valid: as returned by ``check_inputs``.
     overlap: ``"candidate"`` or ``"iou"``, see ``segments.overlap``.
+    conventions: ``"reference"`` or ``"exact"``, see ``segments.overlap``.
     step: ``step(remaining, overlaps, scores) -> (removed, discarded, scores)``, all ``[N]``;
       ``remaining`` excludes the seed; ``removed`` wins over ``discarded``.
 
@@ -133,8 +137,8 @@ def greedy_loop(segments, scores, valid, *, overlap: seg_lib.OverlapKind, step: 
     label, cur, k, seed = carry
     is_seed = idx == seed
     remaining = (label == _REMAINING) & ~is_seed
-    removed, discarded, cur = step(remaining, seg_lib.overlap(segments[seed], segments, overlap),
-                                   cur)
+    overlaps = seg_lib.overlap(segments[seed], segments, overlap, conventions)
+    removed, discarded, cur = step(remaining, overlaps, cur)
     label = jnp.where(remaining & discarded, _DISCARDED, label)
     label = jnp.where(remaining & removed, k, label)
     label = jnp.where(is_seed, k + n, label)
@@ -173,8 +177,8 @@ def cluster_step(overlap_threshold) -> Step:
   return step
 
 
-def nms(segments, scores, valid, *, overlap_threshold, overlap: seg_lib.OverlapKind = "iou"
-        ) -> Detections:
+def nms(segments, scores, valid, *, overlap_threshold, overlap: seg_lib.OverlapKind = "iou",
+        conventions: seg_lib.Conventions = "reference") -> Detections:
   """Greedy non-maximum suppression of 1-D segments.
 
   Repeat: keep the highest-scoring remaining segment (ties: lowest index), remove every
@@ -189,6 +193,8 @@ def nms(segments, scores, valid, *, overlap_threshold, overlap: seg_lib.OverlapK
       are ignored.
     overlap_threshold: float in [0, 1] (may be traced).
     overlap: ``"iou"`` (default) or ``"candidate"`` (intersection / candidate length).
+    conventions: ``"reference"`` (default; inclusive lengths, the authors' code) or
+      ``"exact"`` (half-open), see ``segments.overlap``.
 
   Returns:
     ``Detections`` with ``[N]`` rows in seed order (scores descending) and ``count``.
@@ -196,15 +202,16 @@ def nms(segments, scores, valid, *, overlap_threshold, overlap: seg_lib.OverlapK
   Raises:
     ValueError: on shape mismatches or a NaN ``overlap_threshold``.
   """
-  segments, scores, valid = check_inputs("nms", segments, scores, valid, overlap)
+  segments, scores, valid = check_inputs("nms", segments, scores, valid, overlap, conventions)
   check_static("nms", "overlap_threshold", overlap_threshold)
-  clusters = greedy_loop(segments, scores, valid, overlap=overlap,
+  clusters = greedy_loop(segments, scores, valid, overlap=overlap, conventions=conventions,
                          step=cluster_step(overlap_threshold))
   return seed_detections(clusters, segments)
 
 
 def soft_nms(segments, scores, valid, *, sigma=0.5, score_threshold=1e-3,
-             overlap: seg_lib.OverlapKind = "iou") -> Detections:
+             overlap: seg_lib.OverlapKind = "iou",
+             conventions: seg_lib.Conventions = "reference") -> Detections:
   """Soft-NMS with Gaussian decay (Bodla et al., ICCV 2017) on 1-D segments.
 
   Repeat: output the remaining segment with the highest *current* score (ties: lowest
@@ -221,6 +228,7 @@ def soft_nms(segments, scores, valid, *, sigma=0.5, score_threshold=1e-3,
     sigma: float > 0 (may be traced), the Gaussian decay width.
     score_threshold: float (may be traced); ``-inf`` keeps everything.
     overlap: ``"iou"`` (default) or ``"candidate"``.
+    conventions: ``"reference"`` (default) or ``"exact"``, see ``segments.overlap``.
 
   Returns:
     ``Detections`` in output order, with the decayed scores; ``count`` detections.
@@ -228,7 +236,8 @@ def soft_nms(segments, scores, valid, *, sigma=0.5, score_threshold=1e-3,
   Raises:
     ValueError: on shape mismatches, ``sigma <= 0`` or a NaN ``score_threshold``.
   """
-  segments, scores, valid = check_inputs("soft_nms", segments, scores, valid, overlap)
+  segments, scores, valid = check_inputs("soft_nms", segments, scores, valid, overlap,
+                                         conventions)
   check_static("soft_nms", "sigma", sigma, positive=True)
   check_static("soft_nms", "score_threshold", score_threshold)
   valid = valid & (scores >= score_threshold)
@@ -237,5 +246,6 @@ def soft_nms(segments, scores, valid, *, sigma=0.5, score_threshold=1e-3,
     decayed = jnp.where(remaining, cur * jnp.exp(-jnp.square(overlaps) / sigma), cur)
     return jnp.zeros_like(remaining), decayed < score_threshold, decayed
 
-  return seed_detections(greedy_loop(segments, scores, valid, overlap=overlap, step=step),
-                         segments)
+  clusters = greedy_loop(segments, scores, valid, overlap=overlap, conventions=conventions,
+                         step=step)
+  return seed_detections(clusters, segments)

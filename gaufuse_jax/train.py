@@ -87,16 +87,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # ------------------------------------------------------------------ compiled steps
   p_train = {
       use_memory: inference.pmap(
-          functools.partial(steps.train_step, model=model, tx=tx, use_memory=use_memory),
+          functools.partial(steps.train_step, model=model, tx=tx, use_memory=use_memory,
+                            pseudo_frame_coef=config.pseudo.frame_coef),
           config, donate_argnums=(0,))
       for use_memory in (False, True)}
   p_memory_init = inference.pmap(functools.partial(steps.memory_init_step, model=model), config)
   p_eval = inference.make_eval_step(config, model)
 
-  p_pseudo = inference.pmap(functools.partial(
-      steps.pseudo_label_step, model=model,
-      pl_config=input_pipeline.pseudo_label_config(config.pseudo),
-      frame_coef=config.pseudo.frame_coef, video_coef=config.pseudo.video_coef), config)
+  p_pseudo = inference.make_pseudo_label_step(config, model)
+  dropped = {"pseudo": 0, "test": 0}  # proposals + instances the caps dropped (grow_caps off)
 
   def generate(rstate, epoch, temperature):
     """One pseudo-label generation over all training videos (frozen teacher = current params)."""
@@ -110,7 +109,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       rngs = None
       if config.pseudo.teacher_dropout:
         rngs = jax.random.split(jax.random.fold_in(teacher_rng, i), ndev)
-      labels, diag = jax.device_get(p_pseudo(rstate.params, batch, temps, rngs))
+      labels, diag = p_pseudo(rstate.params, batch, temps, rngs)
       index = batch["video_index"].reshape(-1)
       labels = labels.reshape((-1,) + labels.shape[2:])
       for j in np.flatnonzero(index >= 0):
@@ -122,9 +121,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       new, (fallbacks, instances) = new.sum(0), counts.sum(0)
     if not np.all(np.isfinite(new)):
       raise NonFiniteLossError(f"pseudo-label generation at epoch {epoch} produced NaN/inf")
-    logging.info("Pseudo labels @%d (T=%g): %d fused instances, %d LP fallbacks.", epoch,
-                 temperature, instances, fallbacks)
-    writer.write(epoch, {"pseudo/instances": instances, "pseudo/lp_fallbacks": fallbacks})
+    caps = p_pseudo.take_dropped()
+    dropped["pseudo"] += caps["proposals_dropped"] + caps["instances_dropped"]
+    logging.info("Pseudo labels @%d (T=%g): %d fused instances, %d LP fallbacks; caps "
+                 "max_proposals=%d, max_instances=%d, dropped %d proposals, %d instances.",
+                 epoch, temperature, instances, fallbacks, caps["max_proposals"],
+                 caps["max_instances"], caps["proposals_dropped"], caps["instances_dropped"])
+    writer.write(epoch, {"pseudo/instances": instances, "pseudo/lp_fallbacks": fallbacks,
+                         **{f"pseudo/{k}": v for k, v in caps.items()}})
     return rstate.replace(
         generations=inference.replicate(jnp.asarray(np.stack([new, generations[0]])), config),
         num_generations=rstate.num_generations + 1)
@@ -180,8 +184,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       last_metrics, last_detections = inference.evaluate(
           config, rstate.params, test_ds, p_eval=p_eval, bucket_sizes=bucket_sizes)
       scalars.update({f"test/{k}": v for k, v in last_metrics.items()})
-      logging.info("epoch %d: %s %.2f, cmAP %.2f", done, config.best_metric,
-                   last_metrics[config.best_metric], last_metrics["cmAP"])
+      dropped["test"] += last_metrics["proposals_dropped"] + last_metrics["instances_dropped"]
+      logging.info("epoch %d: %s %.2f, cmAP %.2f (dropped %d proposals, %d instances)", done,
+                   config.best_metric, last_metrics[config.best_metric], last_metrics["cmAP"],
+                   last_metrics["proposals_dropped"], last_metrics["instances_dropped"])
     writer.write(done, scalars)
     if done == num_epochs or done % config.checkpoint_every_epochs == 0:
       ckpt.save(done, inference.unreplicate(rstate),
@@ -193,6 +199,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config, rstate.params, test_ds, p_eval=p_eval, bucket_sizes=bucket_sizes)
   if is_main:
     inference.write_outputs(workdir, test_ds, last_metrics, last_detections)
+  if any(dropped.values()):
+    logging.warning(
+        "This run dropped %d proposals / instances in pseudo-label generations and %d in "
+        "evaluations (config.grow_caps=False; see metrics.jsonl pseudo/*_dropped and "
+        "test/*_dropped): its results are not the authors' post-processing.",
+        dropped["pseudo"], dropped["test"])
   writer.close()
   ckpt.close()
   return last_metrics

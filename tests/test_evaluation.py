@@ -1,9 +1,13 @@
 """Tests of gaufuse_jax.evaluation: hand-computed AP cases, a per-prediction pure-Python oracle of
-both protocols (written from issue 2 §4 / reference §6), the ambiguous filter, classification mAP,
-the cross-check of the two protocols, padded -> Detections, results JSON."""
+both protocols (written from the module docstring), plain numpy ports of the two reference
+evaluators (the authors' ``evaluation/detectionMAP.py`` and the official ActivityNet
+``eval_detection.py``) compared with ``detection_map`` on the real THUMOS14 test annotations,
+the ambiguous filter, classification mAP, the cross-check of the two protocols,
+padded -> Detections, results JSON."""
 
 import json
 import math
+import pathlib
 
 import jax.numpy as jnp
 import numpy as np
@@ -52,7 +56,7 @@ def oracle_map(pred, gt, *, num_classes, thresholds, protocol, ambiguous=None, f
   f = fps / fpsn
 
   def pred_iv(s, e):
-    return set(range(math.floor(s), math.floor(e))) if protocol == "wtalc" else (s / f, e / f)
+    return set(range(int(s), int(e))) if protocol == "wtalc" else (s / f, e / f)
 
   def gt_iv(s, e):
     return set(range(round(s * f), round(e * f))) if protocol == "wtalc" else (s, e)
@@ -96,7 +100,8 @@ def oracle_map(pred, gt, *, num_classes, thresholds, protocol, ambiguous=None, f
 
 
 def _random_case(rng, *, videos=4, classes=3, num_gt=14, num_pred=40, integer=False):
-  """Scores drawn from a few values (ties); GT in 0.1 s steps; predictions near the GT."""
+  """Scores drawn from a few values (ties); GT in 0.1 s steps; predictions near the GT (some
+  start before 0)."""
   gv = rng.integers(0, videos, num_gt)
   gl = rng.integers(0, classes - 1, num_gt)  # the last class has no GT
   gs = np.round(rng.uniform(0, 30, num_gt), 1)
@@ -105,7 +110,7 @@ def _random_case(rng, *, videos=4, classes=3, num_gt=14, num_pred=40, integer=Fa
   base = rng.integers(0, num_gt, num_pred)
   ps = gs[base] * F + rng.normal(0, 2, num_pred)
   pe = ge[base] * F + rng.normal(0, 2, num_pred)
-  lo, hi = np.clip(np.minimum(ps, pe), 0, None), np.clip(np.maximum(ps, pe), 0, None)
+  lo, hi = np.minimum(ps, pe), np.maximum(ps, pe)
   if integer:
     lo, hi = np.round(lo), np.round(hi)
   pv = np.where(rng.random(num_pred) < 0.85, gv[base], rng.integers(0, videos, num_pred))
@@ -274,14 +279,16 @@ def test_protocols_agree_exactly_on_snippet_aligned_segments():
 
 
 def test_protocol_gap_is_exactly_the_rounding():
-  """W-TALC == ActivityNet run on floor(prediction) and round(GT * f); so on fractional
-  predictions the gap is only the discretization."""
+  """W-TALC == ActivityNet run on int(prediction) (truncated toward zero) and round(GT * f); so
+  on fractional predictions the gap is only the discretization."""
   rng = np.random.default_rng(4)
   pred, gt = _random_case(rng, num_pred=60)
+  seg = pred["segment"]
+  seg[:15] -= seg[:15, :1] + rng.uniform(0, 3, (15, 1))  # starts in (-3, 0): int(), not floor
   kw = dict(num_classes=3, tiou_thresholds=np.arange(1, 20) / 20, fps=16.0, frames_per_snippet=16.0)
   wt = ev.detection_map(pred, gt, protocol="wtalc", **kw)
   an_raw = ev.detection_map(pred, gt, protocol="activitynet", **kw)
-  snapped_pred = dict(pred, segment=np.floor(pred["segment"]))
+  snapped_pred = dict(pred, segment=np.trunc(pred["segment"]))
   snapped_gt = dict(gt, segment=np.round(gt["segment"]))
   an = ev.detection_map(snapped_pred, snapped_gt, protocol="activitynet", **kw)
   np.testing.assert_array_equal(wt["wtalc/per_class_ap"], an["activitynet/per_class_ap"])
@@ -291,7 +298,7 @@ def test_protocol_gap_is_exactly_the_rounding():
 def test_protocol_gap_on_real_thumos_ground_truth(shared_data):
   """The THUMOS14 test GT used as predictions, in fractional snippets (GT seconds * 25/16).
 
-  ActivityNet gives 100 at every tIoU. W-TALC compares floor(prediction) with round(GT): short
+  ActivityNet gives 100 at every tIoU. W-TALC compares int(prediction) with round(GT): short
   actions shift by a snippet, and 80 of the 3358 GT (mostly 1-2 snippets long) are not matched
   even at tIoU 0.1, so the same "perfect" predictions lose 4.0 / 9.1 / 39.8 points at
   0.1 / 0.5 / 0.7. Predictions snapped to the GT rounding give 100, except for the 17 GT shorter
@@ -321,6 +328,374 @@ def test_protocol_gap_on_real_thumos_ground_truth(shared_data):
   assert max(_maps(ev.detection_map(snapped, gt, **kw), "wtalc")) < 100.0
   keep = lambda d: {k: v[nonempty] for k, v in d.items()}
   assert min(_maps(ev.detection_map(keep(snapped), keep(gt), **kw), "wtalc")) == 100.0
+
+
+# ----------------------------------------------------------------------------- unclipped segments
+
+
+def test_wtalc_truncates_negative_bounds_toward_zero():
+  """The authors' prediction set is ``range(int(s), int(e))``: int() truncates toward zero."""
+  gt = _gt([0], [0], [[0.0, 6.4]])  # snippets {0, ..., 9}
+  kw = dict(num_classes=1, tiou_thresholds=[0.85, 0.9])
+  # [-0.9, 9): int -> {0..8}: 9/10 (floor would give {-1..8}: 9/11 < 0.85).
+  m = ev.detection_map(_det([0], [0], [1.0], [[-0.9, 9.0]]), gt, **kw)
+  assert m["wtalc/mAP@0.85"] == 100.0 and m["wtalc/mAP@0.9"] == 100.0
+  # [-1.5, 10): int -> {-1..9}: 10/11 = 0.909 (floor {-2..9}: 10/12 = 0.833).
+  m = ev.detection_map(_det([0], [0], [1.0], [[-1.5, 10.0]]), gt, **kw)
+  assert m["wtalc/mAP@0.85"] == 100.0 and m["wtalc/mAP@0.9"] == 100.0
+  # Ends in (-1, 0) truncate to 0 as well; the whole-negative prediction never overlaps.
+  m = ev.detection_map(_det([0], [0], [1.0], [[-3.7, -0.2]]), gt, num_classes=1,
+                       tiou_thresholds=[0.01])
+  assert m["wtalc/mAP@0.01"] == 0.0
+  # Ends past the video are kept as they are: [0, 1e4) against 10 snippets.
+  m = ev.detection_map(_det([0], [0], [1.0], [[0.0, 1e4]]), gt, num_classes=1,
+                       tiou_thresholds=[1e-3, 2e-3])
+  assert m["wtalc/mAP@0.001"] == 100.0 and m["wtalc/mAP@0.002"] == 0.0
+
+
+def test_wtalc_gt_rounds_half_to_even():
+  """``round(1.6 * 25/16)`` is ``round(2.5) = 2`` (Python and numpy), not 3."""
+  assert 1.6 * F == 2.5 and round(1.6 * F) == 2
+  gt = _gt([0], [0], [[1.6, 3.2]])  # 2.5 -> 2, 5.0 -> 5: {2, 3, 4}
+  m = ev.detection_map(_det([0], [0], [1.0], [[2.0, 5.0]]), gt, num_classes=1,
+                       tiou_thresholds=[1.0])
+  assert m["wtalc/mAP@1"] == 100.0
+
+
+def test_activitynet_negative_start_is_continuous():
+  gt = _gt([0], [0], [[0.0, 6.4]])
+  # [-1.5625, 10) snippets = [-1, 6.4) s: tIoU 6.4 / 7.4 = 0.865.
+  pred = _det([0], [0], [1.0], [[-1.5625, 10.0]])
+  m = ev.detection_map(pred, gt, num_classes=1, protocol="activitynet",
+                       tiou_thresholds=[0.86, 0.87])
+  assert m["activitynet/mAP@0.86"] == 100.0 and m["activitynet/mAP@0.87"] == 0.0
+
+
+@pytest.mark.parametrize("protocol", ["wtalc", "activitynet"])
+def test_empty_union_never_matches(protocol):
+  """An empty prediction against an empty GT: tIoU 0 (the authors raise ZeroDivisionError, the
+  official code gets NaN); both kept by the ambiguous filter."""
+  # GT [1.0, 1.2) s: round(1.5625) = round(1.875) = 2, an empty W-TALC set.
+  gt = _gt([0, 0], [0, 0], [[1.0, 1.2], [20.0, 26.4]])
+  empty = [[-0.5, 0.7], [0.75, 0.75]] if protocol == "wtalc" else [[1.6, 1.6], [1.6, 1.6]]
+  if protocol == "activitynet":
+    gt["segment"][0] = [1.024, 1.024]  # zero length; 1.6 snippets = 1.024 s
+  pred = _det([0, 0, 0], [0, 0, 0], [0.9, 0.8, 0.1], empty + [[31.25, 41.25]])
+  m = ev.detection_map(pred, gt, num_classes=1, protocol=protocol, tiou_thresholds=[0.5],
+                       ambiguous={"video": [0], "segment": [[1.0, 1.2]]})
+  assert m[f"{protocol}/num_ambiguous_dropped"] == 0
+  # FP, FP, TP: precision 1/3 at recall 1/2.
+  np.testing.assert_allclose(m[f"{protocol}/mAP@0.5"], 100 / 6, rtol=1e-12)
+  maps, _, _ = oracle_map(pred, gt, num_classes=1, thresholds=[0.5], protocol=protocol)
+  np.testing.assert_allclose(maps, [100 / 6], rtol=1e-12)
+  if protocol == "activitynet":  # the official NaN passes `tiou < thr`: TP, FP, TP there
+    np.testing.assert_allclose(anet_reference_maps(pred, gt, [0.5])[0], [100 * 5 / 6])
+
+
+def test_ambiguous_filter_with_negative_starts():
+  gt = _gt([0], [0], [[10.0, 16.4]])
+  amb = {"video": np.array([0]), "segment": np.array([[0.0, 1.4]])}  # snippets {0, 1}
+  pred = _det([0, 0, 0, 0], [0, 0, 0, 0], [0.9, 0.8, 0.7, 0.6],
+              [[-0.5, 0.9],    # int -> empty set: kept
+               [-0.9, 1.5],    # int -> {0}: dropped
+               [-2.5, -0.1],   # int -> {-2, -1}: kept
+               [1.9, 2.0]])    # int -> {1}: dropped
+  m = ev.detection_map(pred, gt, num_classes=1, ambiguous=amb)
+  assert m["wtalc/num_ambiguous_dropped"] == 2 and m["wtalc/num_predictions"] == 2
+  # Continuous seconds: [-0.32, 0.576), [-0.576, 0.96), [1.216, 1.28) overlap [0, 1.4).
+  m = ev.detection_map(pred, gt, num_classes=1, ambiguous=amb, protocol="activitynet")
+  assert m["activitynet/num_ambiguous_dropped"] == 3
+
+
+# ----------------------------------------------------------------------------- reference ports
+
+# Plain numpy ports of the two reference evaluators, written from reading their code and kept
+# close to it (lists, sets, loops, the same sorts). One change, the documented decision of
+# gaufuse_jax.evaluation: an empty union has tIoU 0 where the authors divide by zero.
+
+
+def _set_iou(a: set, b: set) -> float:
+  union = len(a | b)
+  return len(a & b) / union if union else 0.0  # authors: ZeroDivisionError
+
+
+def wtalc_filter_segments(segment_predict, videonames, ambilist, factor, to_int=int):
+  """The authors' ``filter_segments``: drops the rows ``[video, start, end, score]`` (snippets)
+  whose set ``range(int(s), int(e))`` meets an ambiguous interval of the video
+  (``ambilist`` rows ``[name, '', start_s, end_s]``, GT rounding)."""
+  ind = np.zeros(len(segment_predict))
+  for i in range(len(segment_predict)):
+    vn = videonames[int(segment_predict[i, 0])]
+    for a in ambilist:
+      if a[0] == vn:
+        gt = set(range(int(round(float(a[2]) * factor)), int(round(float(a[3]) * factor))))
+        pd = set(range(to_int(segment_predict[i][1]), to_int(segment_predict[i][2])))
+        if _set_iou(gt, pd) > 0:
+          ind[i] = 1
+  return np.array([segment_predict[i] for i in range(len(segment_predict)) if ind[i] == 0])
+
+
+def wtalc_ap_from_pr(prec, rec):
+  """The authors' ``_ap_from_pr`` (VOC all-points AP)."""
+  mprec = np.hstack([[0], prec, [0]])
+  mrec = np.hstack([[0], rec, [1]])
+  for i in range(len(mprec) - 1)[::-1]:
+    mprec[i] = max(mprec[i], mprec[i + 1])
+  idx = np.where(mrec[1::] != mrec[0:-1])[0] + 1
+  return np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx])
+
+
+def wtalc_get_loc_map(seg_preds, th, gtsegments, gtlabels, classlist, factor, to_int=int):
+  """The authors' ``getLocMAP`` (after its test-subset selection): ``seg_preds[c]`` rows
+  ``[video, start, end, score]`` of class c; the mAP in percent. (The authors index
+  ``seg_preds`` by position in the list of GT classes, which is the class id on THUMOS14.)"""
+  templabelidx = [classlist.index(t) for t in sorted({l for gtl in gtlabels for l in gtl})]
+  ap = []
+  for c in templabelidx:
+    segment_predict = seg_preds[c]
+    if len(segment_predict) == 0:
+      return 0
+    segment_predict = segment_predict[np.argsort(-segment_predict[:, 3])].tolist()
+    segment_gt = [[i, gtsegments[i][j][0], gtsegments[i][j][1]] for i in range(len(gtsegments))
+                  for j in range(len(gtsegments[i])) if classlist.index(gtlabels[i][j]) == c]
+    gtpos = len(segment_gt)
+    tp, fp = [], []
+    for i in range(len(segment_predict)):
+      matched, best_iou, best_j = False, 0, None
+      for j in range(len(segment_gt)):
+        if segment_predict[i][0] == segment_gt[j][0]:
+          gt = set(range(int(round(segment_gt[j][1] * factor)),
+                         int(round(segment_gt[j][2] * factor))))
+          p = set(range(to_int(segment_predict[i][1]), to_int(segment_predict[i][2])))
+          iou = _set_iou(gt, p)
+          if iou >= th:
+            matched = True
+            if iou > best_iou:
+              best_iou, best_j = iou, j
+      if matched:
+        del segment_gt[best_j]
+      tp.append(float(matched))
+      fp.append(1. - float(matched))
+    tp_c, fp_c = np.cumsum(tp), np.cumsum(fp)
+    ap.append(0. if sum(tp) == 0 else wtalc_ap_from_pr(tp_c / (fp_c + tp_c), tp_c / gtpos))
+  return 100 * np.mean(ap)
+
+
+def wtalc_reference_maps(det, data, thresholds, to_int=int):
+  """``getActLoc``'s per-class sort and ``filter_segments``, then ``getLocMAP`` per tIoU.
+
+  Returns the mAPs (percent) and the number of predictions kept by the filter."""
+  rows = np.concatenate([det["video"][:, None], det["segment"], det["score"][:, None]], 1)
+  seg_preds = {}
+  for c in range(len(data["classlist"])):
+    c_temp = rows[det["label"] == c]
+    c_temp = c_temp[np.argsort(-c_temp[:, 3])]
+    seg_preds[c] = wtalc_filter_segments(c_temp, data["videonames"], data["ambilist"], F, to_int)
+    assert len(seg_preds[c]), "getLocMAP would return 0 for the whole mAP"
+  maps = [wtalc_get_loc_map(seg_preds, th, data["gtsegments"], data["gtlabels"],
+                            data["classlist"], F, to_int) for th in thresholds]
+  return np.array(maps), sum(len(v) for v in seg_preds.values())
+
+
+def anet_segment_iou(target_segment, candidate_segments):
+  """The official ``segment_iou`` (NaN for an empty union, as there)."""
+  tt1 = np.maximum(target_segment[0], candidate_segments[:, 0])
+  tt2 = np.minimum(target_segment[1], candidate_segments[:, 1])
+  segments_intersection = (tt2 - tt1).clip(0)
+  segments_union = ((candidate_segments[:, 1] - candidate_segments[:, 0])
+                    + (target_segment[1] - target_segment[0]) - segments_intersection)
+  with np.errstate(invalid="ignore"):
+    return segments_intersection.astype(float) / segments_union
+
+
+# The official ``interpolated_prec_rec`` is line for line the authors' ``_ap_from_pr``.
+anet_interpolated_prec_rec = wtalc_ap_from_pr
+
+
+def anet_compute_average_precision_detection(gt_video, gt_segment, pred_video, pred_segment,
+                                             pred_score, tiou_thresholds):
+  """The official ``compute_average_precision_detection`` for one class, the DataFrames replaced
+  by arrays (GT in file order; segments in seconds)."""
+  ap = np.zeros(len(tiou_thresholds))
+  if len(pred_score) == 0:
+    return ap
+  npos = float(len(gt_video))
+  lock_gt = np.ones((len(tiou_thresholds), len(gt_video))) * -1
+  sort_idx = pred_score.argsort()[::-1]
+  pred_video, pred_segment = pred_video[sort_idx], pred_segment[sort_idx]
+  tp = np.zeros((len(tiou_thresholds), len(sort_idx)))
+  fp = np.zeros((len(tiou_thresholds), len(sort_idx)))
+  for idx in range(len(sort_idx)):
+    this_gt = np.flatnonzero(gt_video == pred_video[idx])  # groupby('video-id').get_group
+    if not this_gt.size:
+      fp[:, idx] = 1
+      continue
+    tiou_arr = anet_segment_iou(pred_segment[idx], gt_segment[this_gt])
+    tiou_sorted_idx = tiou_arr.argsort()[::-1]
+    for tidx, tiou_thr in enumerate(tiou_thresholds):
+      for jdx in tiou_sorted_idx:
+        if tiou_arr[jdx] < tiou_thr:
+          fp[tidx, idx] = 1
+          break
+        if lock_gt[tidx, this_gt[jdx]] >= 0:
+          continue
+        tp[tidx, idx] = 1
+        lock_gt[tidx, this_gt[jdx]] = idx
+        break
+      if fp[tidx, idx] == 0 and tp[tidx, idx] == 0:
+        fp[tidx, idx] = 1
+  tp_cumsum = np.cumsum(tp, axis=1).astype(float)
+  fp_cumsum = np.cumsum(fp, axis=1).astype(float)
+  recall_cumsum = tp_cumsum / npos
+  precision_cumsum = tp_cumsum / (tp_cumsum + fp_cumsum)
+  for tidx in range(len(tiou_thresholds)):
+    ap[tidx] = anet_interpolated_prec_rec(precision_cumsum[tidx, :], recall_cumsum[tidx, :])
+  return ap
+
+
+def anet_reference_maps(det, gt, thresholds, seconds_per_snippet=16 / 25):
+  """``ANETdetection.evaluate``: per-class AP over the GT's classes, mAP = mean (percent).
+
+  Returns the mAPs ``[n_thr]``, the per-class APs ``[n_thr, n_cls]`` (percent) and the class ids."""
+  classes = np.unique(gt["label"])
+  ap = np.zeros((len(thresholds), len(classes)))
+  for k, c in enumerate(classes):
+    g, p = gt["label"] == c, det["label"] == c
+    ap[:, k] = anet_compute_average_precision_detection(
+        gt["video"][g], gt["segment"][g], det["video"][p],
+        det["segment"][p] * seconds_per_snippet, det["score"][p], thresholds)
+  return 100 * ap.mean(axis=1), 100 * ap, classes
+
+
+# ----------------------------------------------------------------------------- real THUMOS14
+
+
+def load_thumos_test(folder: pathlib.Path):
+  """The THUMOS14 test videos with segments, as ``getLocMAP`` selects them from the W-TALC files.
+
+  Returns ``(data, ground_truth, ambiguous)``: ``data`` the authors' lists (videonames,
+  gtsegments, gtlabels, classlist, duration, ambilist), the other two ``detection_map`` dicts."""
+  load = lambda name: np.load(folder / name, allow_pickle=True)
+  subset, segments = load("subset.npy"), load("segments.npy")
+  keep = [i for i, s in enumerate(subset) if s.decode() == "test" and len(segments[i])]
+  data = {
+      "videonames": [load("videoname.npy")[i].decode() for i in keep],
+      "gtsegments": [list(segments[i]) for i in keep],
+      "gtlabels": [list(load("labels.npy")[i]) for i in keep],
+      "classlist": [c.decode() for c in load("classlist.npy")],
+      "duration": np.array([float(np.ravel(load("duration.npy")[i])[0]) for i in keep]),
+      "ambilist": [a.strip("\n").split(" ") for a in open(folder / "Ambiguous_test.txt")],
+  }
+  rows = [(i, data["classlist"].index(l), s, e) for i, (segs, labs)
+          in enumerate(zip(data["gtsegments"], data["gtlabels"])) for (s, e), l in zip(segs, labs)]
+  table = np.array(rows, np.float64)
+  gt = _gt(table[:, 0], table[:, 1], table[:, 2:])
+  index = {n: i for i, n in enumerate(data["videonames"])}
+  amb = [(index[a[0]], float(a[2]), float(a[3])) for a in data["ambilist"] if a[0] in index]
+  ambiguous = {"video": np.array([a[0] for a in amb]), "segment": np.array([a[1:] for a in amb])}
+  return data, gt, ambiguous
+
+
+@pytest.fixture(scope="module")
+def thumos(shared_data):
+  folder = shared_data / "thumos14" / "Thumos14reduced-Annotations"
+  if not folder.is_dir():
+    pytest.skip(f"{folder} not found")
+  return load_thumos_test(folder)
+
+
+def _thumos_predictions(rng, data, gt, ambiguous, *, jittered=80):
+  """Random predictions (fractional snippets, continuous scores) over the real GT.
+
+  Per class: ``jittered`` GT jittered tightly or loosely; starts in (-1, 0) and < -1 on the GT
+  that begin in the first 3 snippets; ends past the video; wholly negative and zero-straddling
+  ones; copies of ambiguous intervals; random false positives (some of zero length). Plus fixed
+  cases on the ambiguous interval [0.0, 1.4] s of video_test_0000278."""
+  num_videos, num_classes = len(data["videonames"]), len(data["classlist"])
+  length_of_video = data["duration"] * F
+  seg = gt["segment"] * F
+  near_start = np.flatnonzero(seg[:, 0] < 3)
+  parts = []  # (video, label, start, end)
+
+  def add(video, label, start, end):
+    start, end = np.asarray(start, float), np.asarray(end, float)
+    parts.append(np.stack(np.broadcast_arrays(video, label, np.minimum(start, end),
+                                              np.maximum(start, end)), -1).astype(float))
+
+  for c in range(num_classes):
+    idx = np.flatnonzero(gt["label"] == c)
+    n = jittered
+    g = rng.choice(idx, n)
+    mid, half = seg[g].mean(1), np.diff(seg[g], axis=1)[:, 0] / 2
+    sigma = rng.choice([0.02, 0.1, 0.3], n)
+    mid = mid + rng.normal(0, 1, n) * sigma * 2 * half
+    half = half * np.exp(rng.normal(0, 1, n) * sigma)
+    add(gt["video"][g], c, mid - half, mid + half)
+    pool = np.intersect1d(idx, near_start)
+    g = rng.choice(pool if pool.size else near_start, 4)
+    add(gt["video"][g], c, -np.r_[rng.uniform(0, 1, 2), rng.uniform(1, 4, 2)],
+        seg[g, 1] + rng.normal(0, 0.5, 4))
+    g = rng.choice(pool if pool.size else near_start, 2)
+    add(gt["video"][g], c, [-1 - rng.uniform(0, 3), -rng.uniform(0, 1)],
+        [-rng.uniform(0, 1), rng.uniform(0, 1)])
+    g = rng.choice(idx, 2)
+    v = gt["video"][g]
+    add(v, c, seg[g, 0] + rng.normal(0, 0.5, 2),
+        np.maximum(seg[g, 1], length_of_video[v]) + rng.uniform(0.1, 5, 2))
+    v = rng.integers(0, num_videos, 2)
+    add(v, c, length_of_video[v] - rng.uniform(0, 15, 2), length_of_video[v] + rng.uniform(0, 9, 2))
+    a = rng.integers(0, len(ambiguous["video"]), 2)
+    add(ambiguous["video"][a], c, ambiguous["segment"][a, 0] * F + rng.normal(0, 1, 2),
+        ambiguous["segment"][a, 1] * F + rng.normal(0, 1, 2))
+    v = rng.integers(0, num_videos, 4)
+    start = rng.uniform(-5, length_of_video[v])
+    add(v, c, start, start + np.r_[0.0, rng.uniform(0, 40, 3)])
+  v = data["videonames"].index("video_test_0000278")
+  add(v, rng.integers(0, num_classes, 4), [-0.5, -0.9, -2.5, -0.3], [0.9, 1.5, -0.1, 2.1])
+  rows = np.concatenate(parts)[rng.permutation(sum(len(p) for p in parts))]
+  return _det(rows[:, 0], rows[:, 1], rng.random(len(rows)), rows[:, 2:])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_wtalc_equals_authors_getlocmap_on_real_thumos(thumos, seed):
+  """``detection_map(protocol="wtalc", ambiguous=...)`` == the authors' ``filter_segments`` +
+  ``getLocMAP`` (ported above) on the 212 THUMOS14 test videos, with unclipped predictions."""
+  data, gt, ambiguous = thumos
+  det = _thumos_predictions(np.random.default_rng(seed), data, gt, ambiguous)
+  start, end = det["segment"].T
+  assert np.any((start > -1) & (start < 0)) and np.any(start < -1)
+  assert np.any(end > data["duration"][det["video"]] * F)
+  thresholds = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # the authors' getDetectionMAP iou_list
+  m = ev.detection_map(det, gt, num_classes=len(data["classlist"]), ambiguous=ambiguous,
+                       tiou_thresholds=thresholds)
+  want, kept = wtalc_reference_maps(det, data, thresholds)
+  np.testing.assert_allclose(_maps(m, "wtalc"), want, rtol=0, atol=1e-3)
+  assert m["wtalc/num_predictions"] == kept and 0 < m["wtalc/num_ambiguous_dropped"]
+  assert 5 < want.min() and want.max() < 95
+  if seed == 0:  # the data tell int() from floor(): truncation matters here
+    floor_maps, floor_kept = wtalc_reference_maps(det, data, thresholds, to_int=math.floor)
+    # (The filter itself cannot tell them apart: they differ only in negative snippets.)
+    assert floor_kept == kept and np.abs(floor_maps - want).max() > 0.1
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_activitynet_equals_official_evaluator_on_real_thumos(thumos, seed):
+  """``detection_map(protocol="activitynet")`` == the official
+  ``compute_average_precision_detection`` (ported above) on the THUMOS14 test GT, with
+  unclipped predictions (negative starts, ends past the video, zero lengths)."""
+  data, gt, ambiguous = thumos
+  det = _thumos_predictions(np.random.default_rng(seed + 10), data, gt, ambiguous)
+  assert np.any(det["segment"][:, 0] < -1) and np.any(np.diff(det["segment"], axis=1) == 0)
+  thresholds = np.linspace(0.5, 0.95, 10)
+  m = ev.detection_map(det, gt, num_classes=len(data["classlist"]), protocol="activitynet")
+  want, per_class, classes = anet_reference_maps(det, gt, thresholds)
+  np.testing.assert_allclose(_maps(m, "activitynet"), want, rtol=0, atol=1e-3)
+  np.testing.assert_allclose(m["activitynet/per_class_ap"][:, classes], per_class, rtol=0,
+                             atol=1e-3)
+  assert want[0] > 10 and want[-1] < want[0]
+  if seed == 0:  # clipping the starts at 0 would change the numbers
+    clipped = dict(det, segment=np.maximum(det["segment"], 0))
+    assert np.abs(anet_reference_maps(clipped, gt, thresholds)[0] - want).max() > 0.01
 
 
 # ----------------------------------------------------------------------------- classification mAP
@@ -376,7 +751,14 @@ def test_detection_map_input_errors():
       (dict(good, label=np.array([3])), r"class ids in \[0, 2\)"),
       (dict(good, video=np.array([0, 0])), "same length"),
       (dict(good, segment=np.array([[0.0, 1.0, 2.0]])), r"shape \[n, 2\]"),
-      (dict(good, segment=np.array([[5.0, 1.0]])), "start <= end"),
+      (dict(good, segment=np.array([[5.0, 1.0]])), r"expected start <= end, found \[5\. 1\.\]"),
+      (dict(good, segment=np.array([[-5.0, -5.5]])), "start <= end"),
+      (dict(good, segment=np.array([[0.0, np.inf]])), r"predictions\['segment'\]: NaN or inf"),
+      (dict(good, segment=np.array([[-np.inf, 1.0]])), "NaN or inf"),
+      (dict(good, segment=np.array([[np.nan, 1.0]])), "NaN or inf"),
+      (dict(good, score=np.array([-np.inf])), r"predictions\['score'\]: NaN or inf"),
+      (dict(good, label=np.array([-1])), r"class ids in \[0, 2\), found \[-1, -1\]"),
+      (dict(good, video=np.array([-3])), r"predictions\['video'\]: negative video index -3"),
       (dict(good, label=np.array([0.0])), "integer"),
       ({k: v for k, v in good.items() if k != "score"}, "missing key 'score'"),
   ]
@@ -389,6 +771,17 @@ def test_detection_map_input_errors():
     ev.detection_map(good, gt, num_classes=2, tiou_thresholds=[0.0, 0.5])
   with pytest.raises(ValueError, match="no segments"):
     ev.detection_map(good, _gt([], [], np.zeros((0, 2))), num_classes=2)
+  with pytest.raises(ValueError, match=r"ground_truth\['segment'\]: expected start <= end"):
+    ev.detection_map(good, _gt([0], [0], [[6.4, 0.0]]), num_classes=2)
+  with pytest.raises(ValueError, match=r"ground_truth\['segment'\]: NaN or inf"):
+    ev.detection_map(good, _gt([0], [0], [[0.0, np.nan]]), num_classes=2)
+  for protocol in ev.PROTOCOLS:
+    with pytest.raises(ValueError, match=r"ambiguous\['segment'\]: expected start <= end"):
+      ev.detection_map(good, gt, num_classes=2, protocol=protocol,
+                       ambiguous={"video": [0], "segment": [[2.0, 1.0]]})
+    with pytest.raises(ValueError, match=r"ambiguous\['segment'\]: NaN or inf"):
+      ev.detection_map(good, gt, num_classes=2, protocol=protocol,
+                       ambiguous={"video": [0], "segment": [[np.inf, np.inf]]})
   with pytest.raises(ValueError, match="fps"):
     ev.detection_map(good, gt, num_classes=2, fps=0)
 
@@ -413,6 +806,11 @@ def test_detections_from_padded_with_jax_arrays():
   bad[0, 0, 0] = 1.0
   bad[0, 0, 1] = np.nan  # invalid entries may hold anything
   ev.detections_from_padded(start, end, bad, valid)
+  # Fused / regressed segments may start before 0 and end past the video: kept as they are.
+  det = ev.detections_from_padded(start - 3.5, end + 1e4, score, valid)
+  np.testing.assert_array_equal(det["segment"][0], [-3.5, 2 + 1e4])
+  with pytest.raises(ValueError, match="start <= end"):
+    ev.detections_from_padded(end, start, score, valid)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -458,7 +856,7 @@ def test_results_json_round_trip():
     np.testing.assert_array_equal(pred[k][a], back[k][b])
   np.testing.assert_allclose(pred["segment"][a], back["segment"][b], rtol=1e-12, atol=1e-12)
   for protocol in ("wtalc", "activitynet"):
-    # floor() of round-tripped snippets may move by an ulp; evaluate on whole snippets.
+    # int() of round-tripped snippets may move by an ulp; evaluate on whole snippets.
     snap = lambda d: dict(d, segment=np.round(d["segment"], 6))
     m1 = ev.detection_map(snap(pred), gt, num_classes=3, protocol=protocol)
     m2 = ev.detection_map(snap(back), gt, num_classes=3, protocol=protocol)
@@ -473,6 +871,8 @@ def test_validate_results_json_errors():
   def entry(**kw):
     return dict(good, results={"v1": [dict(good["results"]["v1"][0], **kw)]})
 
+  ev.validate_results_json(entry(segment=[-1.0, 1.0]))  # any finite start <= end
+
   cases = [
       ({k: v for k, v in good.items() if k != "version"}, "missing keys"),
       (dict(good, external_data={"used": "yes"}), "external_data"),
@@ -481,7 +881,7 @@ def test_validate_results_json_errors():
       (entry(score=float("nan")), r"\['score'\]"),
       (entry(score=True), r"\['score'\]"),
       (entry(segment=[2.0, 1.0]), r"\['segment'\]"),
-      (entry(segment=[-1.0, 1.0]), r"\['segment'\]"),
+      (entry(segment=[1.0, float("inf")]), r"\['segment'\]"),
       (entry(segment=[1.0]), r"\['segment'\]"),
       (entry(label=3), r"\['label'\]"),
   ]

@@ -1,5 +1,7 @@
-"""gaussian_weighted_fusion against a brute-force numpy oracle written from issue 2 §3."""
+"""gaussian_weighted_fusion (``conventions="exact"``: half-open overlaps) against a brute-force
+numpy oracle of its docstring; the authors' conventions are tested in test_reference_oracle.py."""
 
+import functools
 import itertools
 
 import jax
@@ -7,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax.fusion import gaussian_weighted_fusion
+from gaufuse_jax import fusion
+
+gaussian_weighted_fusion = functools.partial(fusion.gaussian_weighted_fusion, conventions="exact")
 
 from test_suppression import N
 from test_suppression import overlap_np

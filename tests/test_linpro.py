@@ -74,7 +74,7 @@ def test_constraints_hand_example():
   scores = np.array([0.3, 0.2, 0.4, 0.1, 9.0])
   valid = np.array([True, True, True, True, False])
   a, b = linpro.linpro_constraints(segments, scores, valid, 18, num_snippets=20,
-                                   outer_rule="wtalc", normalize="sum")
+                                   outer_rule="wtalc", conventions="exact", normalize="sum")
   expected = np.zeros((5, 20))
   expected[0, 0], expected[0, 1:6], expected[0, 6] = -1, 1, -1  # [1,6), width 1
   expected[1, 3], expected[1, 4:9], expected[1, 9] = -1, 1, -1  # [4,9) overlaps row 0
@@ -84,19 +84,31 @@ def test_constraints_hand_example():
   np.testing.assert_allclose(np.asarray(b), [0.3, 0.2, 0.4, 0.1, 0.0], rtol=1e-6)
 
   a_mean, _ = linpro.linpro_constraints(segments, scores, valid, 18, num_snippets=20,
-                                        outer_rule="wtalc", normalize="mean")
+                                        outer_rule="wtalc", conventions="exact",
+                                        normalize="mean")
   np.testing.assert_allclose(np.asarray(a_mean)[0, [0, 1, 6]], [-1 / 2, 1 / 5, -1 / 2], rtol=1e-6)
   np.testing.assert_allclose(np.asarray(a_mean)[2, [12, 15]], [-1 / 3, 1 / 3], rtol=1e-6)
   np.testing.assert_allclose(np.asarray(a_mean)[3, [0, 4]], [1 / 4, -1], rtol=1e-6)
 
 
 def test_constraints_gaufuse_rule():
-  # floor(0.0785 * 100**0.9) = 4 snippets per side; length 13 has no outer area.
-  a, _ = linpro.linpro_constraints(np.array([[10.0, 110.0], [150.0, 163.0]]), np.ones(2),
-                                   np.ones(2, bool), 200, num_snippets=200)
+  segments = np.array([[10.0, 110.0], [150.0, 163.0], [190.7, 199.9]])
+  # Exact: floor(0.0785 * 100**0.9) = 4 snippets per side; length 13 has no outer area.
+  a, _ = linpro.linpro_constraints(segments[:2], np.ones(2), np.ones(2, bool), 200,
+                                   num_snippets=200, conventions="exact")
   a = np.asarray(a)
   np.testing.assert_array_equal(np.flatnonzero(a[0] < 0), [6, 7, 8, 9, 110, 111, 112, 113])
   assert a[0, 10:110].min() == 1 and np.count_nonzero(a[1] < 0) == 0
+  # Reference (compute_score_matrix): left int(s - w) -> ceil(4.95) = 5 snippets, right up to
+  # int(e + w + 1) = e + 5; length 13 (w = 0.79): one snippet on each side; [190, 199) with
+  # L = 200: the right area would start at 199 = L - 1, which is never outer.
+  a, _ = linpro.linpro_constraints(segments, np.ones(3), np.ones(3, bool), 200, num_snippets=200)
+  a = np.asarray(a)
+  np.testing.assert_array_equal(np.flatnonzero(a[0] < 0), [5, 6, 7, 8, 9, 110, 111, 112, 113, 114])
+  np.testing.assert_array_equal(np.flatnonzero(a[1] < 0), [149, 163])
+  np.testing.assert_array_equal(np.flatnonzero(a[1] > 0), np.arange(150, 163))
+  np.testing.assert_array_equal(np.flatnonzero(a[2] < 0), [189])
+  np.testing.assert_array_equal(np.flatnonzero(a[2] > 0), np.arange(190, 199))
 
 
 @pytest.mark.parametrize("normalize,rule,block_rows,num", [("sum", "gaufuse", 8, 160),
@@ -168,28 +180,29 @@ def test_outer_areas_get_equal_labels():
   # averaging of equivalent snippets spreads it evenly over both sides (width 2 each).
   labels, info = linpro.linpro_labels(np.array([[10.0, 20.0]]), np.array([-0.8]),
                                       np.array([True]), 40, num_snippets=40,
-                                      outer_rule="wtalc")
+                                      outer_rule="wtalc", conventions="exact")
   assert int(info["status"]) == linpro.STATUS_SOLVED
   expected = np.zeros(40)
   expected[[8, 9, 20, 21]] = 0.2
   np.testing.assert_allclose(np.asarray(labels), expected, atol=1e-5)
   # One instance: the score is spread evenly over the inner area.
   labels, _ = linpro.linpro_labels(np.array([[3.0, 8.0]]), np.array([0.5]), np.array([True]),
-                                   10, num_snippets=40, outer_rule="wtalc")
+                                   10, num_snippets=40, outer_rule="wtalc", conventions="exact")
   expected = np.zeros(40)
   expected[3:8] = 0.1  # width floor(5 / 4) = 1 outer snippet each side, label 0
   np.testing.assert_allclose(np.asarray(labels), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("segments,scores,violated", [
-    ([[3.0, 8.0], [0.0, 0.0]], [-0.2, 0.0], 1),  # negative score, no outer area (gaufuse)
-    ([[3.0, 8.0], [3.2, 8.9]], [0.3, 0.1], 1),  # identical rows, different scores
-    ([[3.0, 12.0], [5.0, 9.0]], [0.1, 0.4], 1),  # nested without outer areas, inner larger
-    ([[3.0, 3.5], [30.0, 31.0]], [0.2, 0.3], 1),  # empty inner area ([3, 3)), clipped beyond L
+@pytest.mark.parametrize("segments,scores,violated,conventions", [
+    ([[3.0, 8.0], [0.0, 0.0]], [-0.2, 0.0], 1, "exact"),  # negative score, no outer area
+    ([[3.0, 8.0], [3.2, 8.9]], [0.3, 0.1], 1, "exact"),  # identical rows, different scores
+    ([[3.0, 12.0], [5.0, 9.0]], [0.1, 0.4], 1, "exact"),  # nested, no outer areas, inner larger
+    ([[3.0, 3.5], [30.0, 31.0]], [0.2, 0.3], 1, "exact"),  # empty inner ([3, 3)), beyond L
+    ([[0.0, 21.0], [0.0, 0.0]], [-0.2, 0.0], 1, "reference"),  # the whole video, negative score
 ])
-def test_infeasible_problems_are_relaxed_and_counted(segments, scores, violated):
+def test_infeasible_problems_are_relaxed_and_counted(segments, scores, violated, conventions):
   labels, info = linpro.linpro_labels(np.array(segments), np.array(scores), np.ones(2, bool),
-                                      20, num_snippets=24)
+                                      20, num_snippets=24, conventions=conventions)
   assert np.all(np.isfinite(np.asarray(labels)))
   assert int(info["status"]) == linpro.STATUS_RELAXED
   assert int(info["num_violated_rows"]) >= violated

@@ -1,18 +1,23 @@
-"""nms and soft_nms against brute-force numpy oracles written from issue 2 §3."""
+"""nms and soft_nms (``conventions="exact"``: half-open overlaps) against brute-force numpy
+oracles of their docstrings; the authors' conventions are tested in test_reference_oracle.py."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax.suppression import nms
-from gaufuse_jax.suppression import soft_nms
+from gaufuse_jax import suppression
+
+nms = functools.partial(suppression.nms, conventions="exact")
+soft_nms = functools.partial(suppression.soft_nms, conventions="exact")
 
 N = 16  # every random case is padded to N rows: one compilation, and padding is exercised
 
 
 def overlap_np(seed, segs, kind):
-  """Issue 2 §3 / segments.overlap, in float64: candidate = inter / len(candidate)."""
+  """segments.overlap (exact), in float64: candidate = inter / len(candidate)."""
   inter = np.maximum(np.minimum(seed[1], segs[:, 1]) - np.maximum(seed[0], segs[:, 0]), 0.0)
   cand = segs[:, 1] - segs[:, 0]
   denom = cand if kind == "candidate" else cand + (seed[1] - seed[0]) - inter

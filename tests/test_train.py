@@ -472,7 +472,8 @@ def test_train_step_two_devices_equals_one():
       devices = jax.local_devices()[:n]
       batch = next(batching.iterate_batches(ds, batch_size=4, seed=0, epoch=0, shuffle=False,
                                             bucket_sizes=(32,), num_devices=n))
-      step = jax.pmap(functools.partial(steps.train_step, model=model, tx=tx, use_memory=True),
+      step = jax.pmap(functools.partial(steps.train_step, model=model, tx=tx, use_memory=True,
+                                        pseudo_frame_coef=0.8),
                       axis_name=steps.AXIS, devices=devices)
       results[n] = jax.device_get(jax.block_until_ready(
           step(jax_utils.replicate(state, devices), batch, jax_utils.replicate(hparams, devices))))
