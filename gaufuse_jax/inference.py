@@ -64,11 +64,12 @@ class GrowingStep:
   """A pmapped localization step whose proposal / instance caps grow instead of dropping.
 
   ``make(loc_config)`` returns the pmapped step for those static caps; the last element of its
-  output is a dict with ``proposals_dropped`` and ``instances_dropped`` arrays. A call returns
-  the output on the host. With ``grow``, a batch that would drop anything (on any process:
-  they decide together, so every process runs the same program) is run again with doubled caps
-  (``localization.grow_caps``; a recompilation) and the larger caps are kept for later calls,
-  so nothing is ever dropped; without it, the drops are counted in ``dropped``.
+  output is a dict with per-(video, class) ``proposals_dropped`` and ``instances_dropped``
+  arrays. A call returns the output on the host. With ``grow``, a batch that would drop
+  anything (on any process: they decide together, so every process runs the same program) is
+  run again with caps that hold it (``localization.grow_caps``; a recompilation) and the larger
+  caps are kept for later calls, so nothing is ever dropped; without it, the drops are counted
+  in ``dropped``.
 
   Attributes:
     loc_config: the caps in use.
@@ -84,16 +85,18 @@ class GrowingStep:
   def __call__(self, *args):
     while True:
       out = jax.device_get(self._fn(*args))
-      drops = np.array([np.sum(out[-1]["proposals_dropped"]),
-                        np.sum(out[-1]["instances_dropped"])], np.int64)
+      stats = (out[-1]["proposals_dropped"], out[-1]["instances_dropped"])
+      drops = np.array([np.sum(x) for x in stats] + [np.max(x, initial=0) for x in stats],
+                       np.int64)
       if jax.process_count() > 1:
-        drops = multihost_utils.process_allgather(drops).sum(0)
-      if not (self._grow and drops.any()):
+        gathered = multihost_utils.process_allgather(drops)
+        drops = np.concatenate([gathered[:, :2].sum(0), gathered[:, 2:].max(0)])
+      if not (self._grow and drops[:2].any()):
         self.dropped["proposals"] += int(drops[0])
         self.dropped["instances"] += int(drops[1])
         return out
-      self.loc_config = localization.grow_caps(self.loc_config, proposals=bool(drops[0]),
-                                               instances=bool(drops[1]))
+      self.loc_config = localization.grow_caps(
+          self.loc_config, proposals_dropped=int(drops[2]), instances_dropped=int(drops[3]))
       logging.info("%s: a batch would drop %d proposals and %d instances; running it again "
                    "with max_proposals=%d, max_instances=%d.", self._name, drops[0], drops[1],
                    self.loc_config.max_proposals, self.loc_config.max_instances)

@@ -140,9 +140,13 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
                      "instances_dropped": instances_dropped}
 
 
-def grow_caps(cfg: LocalizationConfig, *, proposals: bool, instances: bool) -> LocalizationConfig:
-  """``cfg`` with ``max_proposals`` doubled if ``proposals``, ``max_instances`` doubled (at most
-  the new ``max_proposals``) if ``instances``: the caps of a rerun that drops nothing more."""
-  max_proposals = cfg.max_proposals * (2 if proposals else 1)
-  max_instances = min(cfg.max_instances * (2 if instances else 1), max_proposals)
+def grow_caps(cfg: LocalizationConfig, *, proposals_dropped: int, instances_dropped: int
+              ) -> LocalizationConfig:
+  """``cfg`` with caps that hold what a run dropped: ``max_proposals`` becomes the next power of
+  two >= ``max_proposals + proposals_dropped`` (the most one (video, class) dropped) and
+  ``max_instances`` likewise (at most the new ``max_proposals``). More proposals can make more
+  instances, so a rerun may still drop some: grow again then."""
+  grown = lambda cap, extra: cap if extra <= 0 else 1 << (cap + int(extra) - 1).bit_length()
+  max_proposals = grown(cfg.max_proposals, proposals_dropped)
+  max_instances = min(grown(cfg.max_instances, instances_dropped), max_proposals)
   return dataclasses.replace(cfg, max_proposals=max_proposals, max_instances=max_instances)
