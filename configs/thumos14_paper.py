@@ -5,7 +5,7 @@ the authors' code; everything else is configs/thumos14.py (the code's settings).
       --config.data.data_dir=/path/to/Thumos14reduced
 
 Same data, model, optimiser, learning-rate steps, Δ phases and evaluation as thumos14.py. What
-differs (paper text vs the authors' code, reference §1, §2, §8; README "Paper vs code"):
+differs (paper text vs the authors' `options.py` and `method.py`; README "Paper vs code"):
 
 * ``eval.temperature`` 0.03 (code: ``eval_temperature`` 0.2), the test-time fusion temperature;
 * ``schedule.generation_epochs`` 200, 215, 230, 245, 270, 290 (code: ``dist_epoch`` 200, 230,
