@@ -1,11 +1,13 @@
 """Speed of Gaussian weighted fusion, NMS and proposals: ours (jit + vmap) vs numpy loops.
 
-The baselines are written here the way the authors' code does it (reference §1 and §5,
-``evaluation/detectionMAP.py``): one Python loop over videos and classes, and inside it the
-greedy loop over clusters. "authors-style" keeps their per-member Python accumulation of
-``exp(inner / T)``; "vectorized numpy" does each cluster with whole-array numpy calls. Both
-have our semantics (half-open segments, candidate overlap > 0.25, ties to the lowest index),
-so their outputs are compared with ours, not only timed.
+The baselines are written here the way the authors' code does it
+(``evaluation/detectionMAP.py:getActLoc`` and ``NonMaximumSuppression``): one Python loop over
+videos and classes, and inside it the greedy loop over clusters. "authors-style" keeps their
+per-member Python accumulation of ``exp(inner / T)``; "vectorized numpy" does each cluster with
+whole-array numpy calls. Both compute what the authors compute (stored segments one snippet past
+the run, inclusive candidate overlap > 0.25), as ours does by default (``conventions=
+"reference"``), with ties to the lowest index, so their outputs are compared with ours, not only
+timed.
 
 Data: the 212 THUMOS14 test videos with their real lengths (``T = ceil(duration * 25 / 16)``,
 from ``../shared/data``; a seeded stand-in when absent), 2 gated classes each, a random smooth
@@ -75,17 +77,21 @@ def smooth_cas(rng, length: int, sigma: float = 3.0) -> np.ndarray:
 
 
 def numpy_proposals(cas: np.ndarray, thresholds) -> list[list[float]]:
-  """Per threshold: runs of cas > thr (np.diff), OIC score with the authors' outer width."""
+  """Per threshold: runs ``[s, e)`` of cas > thr (np.diff), stored as ``[s, e + 1)`` with the
+  authors' OIC score (inner mean over ``cas[s:e + 1]``, outer areas from ``int(s - w)`` and
+  up to ``min(T - 1, int(e + w + 1))``)."""
   proposals = []
+  length = len(cas)
   for thr in thresholds:
     edges = np.diff(np.concatenate([[0], (cas > np.float32(thr)).astype(np.int8), [0]]))
     for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
       if e - s < 2:
         continue
-      inner = cas[s:e].mean(dtype=np.float64)
-      w = int(0.0785 * (e - s)**0.9)
-      outer = np.concatenate([cas[max(s - w, 0):s], cas[e:e + w]])
-      proposals.append([s, e, inner - (outer.mean(dtype=np.float64) if outer.size else 0.0),
+      inner = cas[s:e + 1].mean(dtype=np.float64)
+      w = 0.0785 * (e - s)**0.9
+      right_end = min(length - 1, int(e + w + 1))
+      outer = np.concatenate([cas[max(0, int(s - w)):s], cas[e + 1:right_end]])
+      proposals.append([s, e + 1, inner - (outer.mean(dtype=np.float64) if outer.size else 0.0),
                         inner])
   return proposals
 
@@ -95,16 +101,17 @@ def numpy_greedy(segs: np.ndarray, overlap_thresh: float, emit) -> list:
 
   ``segs`` rows are ``[start, end, score, inner]``; the seed is the remaining row with the
   highest score (ties: lowest index), its cluster every remaining row whose intersection /
-  own length is > ``overlap_thresh``; ``emit(seed, cluster)`` makes the output row.
+  own length, both inclusive (``+ 1``), is > ``overlap_thresh``; ``emit(seed, cluster)`` makes
+  the output row.
   """
   s, e, scores = segs[:, 0], segs[:, 1], segs[:, 2]
-  area = e - s
+  area = e - s + 1
   idxs = np.lexsort((-np.arange(len(scores)), scores))  # the last entry is the next seed
   out = []
   while len(idxs) > 0:
     last = len(idxs) - 1
     i = idxs[last]
-    l = np.maximum(0, np.minimum(e[i], e[idxs[:last]]) - np.maximum(s[i], s[idxs[:last]]))
+    l = np.maximum(0, np.minimum(e[i], e[idxs[:last]]) - np.maximum(s[i], s[idxs[:last]]) + 1)
     overlap = l / area[idxs[:last]]
     members = np.concatenate(([last], np.where(overlap > overlap_thresh)[0]))
     out.append(emit(i, idxs[members]))

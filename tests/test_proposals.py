@@ -132,7 +132,8 @@ def test_hand_computed():
   np.testing.assert_allclose([p.start[0], p.end[0], p.inner[0], p.score[0]],
                              [1, 5, 0.75, 0.6], atol=1e-6)
   assert p.valid.tolist() == [True, False, False]
-  # Authors' rule: w = floor(0.0785 * 4**0.9) = 0, both outer areas empty -> score = inner.
+  # "gaufuse" rule, exact variant: w = floor(0.0785 * 4**0.9) = 0 on both sides -> score = inner
+  # (the authors' code: a left area of ceil(w) = 1 snippet, see test_reference_oracle.py).
   p = generate_proposals(cas, 7, [0.5], max_proposals=3)
   np.testing.assert_allclose([p.score[0], p.inner[0]], [0.75, 0.75], atol=1e-6)
   # Two thresholds: [1, 5) at 0.5 and [1, 4) at 0.65 (inner 0.8), min_length 2.
