@@ -71,3 +71,25 @@ def test_every_thumos14_test_instance_comes_back(shared_data):
   assert found == expected > 2800  # of 3,358 GT instances: touching ones share a run
   assert step.dropped == {"proposals": 0, "instances": 0}
   assert step.loc_config.max_instances > 64  # grew to hold the videos with most instances
+
+
+def test_growing_step_counts_drops_when_not_growing():
+  cas = np.zeros((1, 64, 1), np.float32)
+  for s in range(2, 62, 6):  # 10 separate runs of 3 snippets
+    cas[0, s:s + 3, 0] = 0.5
+  cfg = localization.LocalizationConfig(max_proposals=16, max_instances=4)
+
+  def make(loc):
+    return jax.jit(lambda c: localization.localize(c, np.ones((1, 1), np.float32),
+                                                   np.array([64]), loc))
+
+  fixed = inference.GrowingStep(make, cfg, grow=False, name="fixed")
+  instances, stats = fixed(cas)
+  assert int(instances.count[0, 0]) == 4 and int(stats["instances_dropped"][0, 0]) == 6
+  assert fixed.take_dropped() == {"proposals_dropped": 0, "instances_dropped": 6,
+                                  "max_proposals": 16, "max_instances": 4}
+  assert fixed.dropped == {"proposals": 0, "instances": 0}  # reset by take_dropped
+  grown = inference.GrowingStep(make, cfg, grow=True, name="grown")
+  instances, _ = grown(cas)
+  assert int(instances.count[0, 0]) == 10 and grown.loc_config.max_instances == 16
+  assert grown.take_dropped()["instances_dropped"] == 0
