@@ -1,21 +1,21 @@
 """LinPro: snippet pseudo labels from fused instances by a linear program (paper §3.2, eq. 5-6).
 
 For one video and one class, the K fused instances ``[s_k, e_k)`` (snippets) with scores
-``b_k`` give the constraints (paper eq. 5, the authors' ``compute_score_matrix``, reference §2)
+``b_k`` give the constraints (paper eq. 5; the authors' ``utils/utils.py:compute_score_matrix``)
 
   ``sum_{t in inner_k} a_k(t) x_t - sum_{t in outer_k} a_k(t) x_t = b_k``,
 
 with the inner and outer areas of ``instance_areas`` (by default exactly the authors' rows:
 inner ``[int(s_k), int(e_k))``, outer ``[int(s_k) - ceil(w), int(s_k))`` and
-``[int(e_k), min(int(e_k) + floor(w) + 1, L - 1))``, ``w = 0.0785 len^0.9``), and ``a_k = 1`` (``normalize="sum"``, the authors' code: a constraint on
-sums) or ``a_k = 1 / |area|`` (``normalize="mean"``, the paper's text: "the average score of
+``[int(e_k), min(int(e_k) + floor(w) + 1, L - 1))``, ``w = 0.0785 len^0.9``), and ``a_k = 1``
+(``normalize="sum"``, the authors' code: a constraint on sums) or ``a_k = 1 / |area|`` (``normalize="mean"``, the paper's text: "the average score of
 snippets within an action boundary equals its confidence"). The label is the solution of
 (paper eq. 6)
 
   ``minimize sum_t x_t  subject to  A x = b,  0 <= x <= 1``,
 
 after which snippets with identical columns of ``A`` ("equivalent snippets") get the average of
-their values. We do that exactly and cheaply (issue 3 §2):
+their values. We do that exactly and cheaply:
 
 * **Reduction.** Columns of ``A`` are piecewise constant between the breakpoints (area bounds), so
   snippets are grouped into regions between sorted breakpoints and regions with identical columns
@@ -799,7 +799,7 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
                   outer_rule: segments_lib.OuterRule = "gaufuse",
                   conventions: segments_lib.Conventions = "reference", normalize: Normalize = "sum",
                   solver: Solver = "ipm", block_rows=8, tol=None, max_iter=None):
-  """LinPro snippet labels of padded problems (paper eq. 5-6 with averaging; issue 3 §1-2).
+  """LinPro snippet labels of padded problems (paper eq. 5-6, with equivalent snippets averaged).
 
   Args:
     segments: ``[..., K, 2]`` float fused instances ``(start, end)`` in snippets; any leading

@@ -61,7 +61,7 @@ def _batch_pseudo_labels(generations, batch, label_mode, delta_scale):
 
 
 def _gather_and_update_memory(bank, outputs, batch):
-  """Gathers every replica's tokens so each applies the same memory update (issue 5 §2)."""
+  """Gathers every replica's tokens so each applies the same memory update."""
   gather = lambda x: jax.lax.all_gather(x, AXIS).reshape((-1,) + x.shape[1:])
   tokens = jax.lax.stop_gradient(outputs["tokens"])
   scores = jax.lax.stop_gradient(outputs["token_scores"])
@@ -146,7 +146,7 @@ def memory_init_step(bank, params, batch, *, model):
 
 def pseudo_label_step(params, batch, temperature, rng, *, model, pl_config, frame_coef,
                       video_coef):
-  """Pseudo labels ``[B,T,C+1]`` of a batch from a frozen teacher (issue 5 §3, paper §3.2).
+  """Pseudo labels ``[B,T,C+1]`` of a batch from a frozen teacher (paper §3.2).
 
   ``temperature`` is the generation's fusion temperature (a traced scalar); ``rng`` turns teacher
   dropout on (the authors' behaviour, reference §9 item 2); pass None for the deterministic
