@@ -93,6 +93,23 @@ def variant_config(config: ml_collections.ConfigDict, variant: str,
   return c
 
 
+def select_rows(rows, *, variants=(), settings=()) -> tuple:
+  """The ``(label, variant, setting)`` rows whose training variant is in ``variants`` (the
+  ``"untrained"`` and ``"warmup"`` rows always stay) and whose test setting is in ``settings``;
+  an empty selection keeps everything.
+
+  Raises:
+    ValueError: naming an unknown variant or test setting.
+  """
+  for name, chosen, known in (("variant", variants, TRAINING_VARIANTS),
+                              ("test setting", settings, tuple(TEST_SETTINGS))):
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+      raise ValueError(f"unknown {name} {unknown}: expected some of {known}")
+  keep_variant = lambda v: not variants or v in variants or v in ("untrained", "warmup")
+  return tuple(r for r in rows if keep_variant(r[1]) and (not settings or r[2] in settings))
+
+
 def test_config(config: ml_collections.ConfigDict, setting: str) -> ml_collections.ConfigDict:
   """``config`` with the ``config.eval`` fields of ``TEST_SETTINGS[setting]``."""
   if setting not in TEST_SETTINGS:

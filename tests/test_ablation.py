@@ -61,3 +61,16 @@ def test_format_tables_mean_and_std_over_seeds():
   text = ablation.format_tables(results, rows_by_title=rows, metrics=("a",))
   assert "| full | 22.00 ± 10.71 | 3 |" in text  # numpy std (ddof=0) of 10, 20, 36
   assert "| missing | n/a | 0 |" in text
+
+
+def test_select_rows():
+  rows = ablation.select_rows(ablation.TABLE4 + ablation.TABLE3, variants=["backbone", "delta"],
+                              settings=["nms", "fusion"])
+  assert {(v, t) for _, v, t in rows} == {
+      ("untrained", "fusion"), ("warmup", "fusion"), ("backbone", "nms"),
+      ("backbone", "fusion"), ("delta", "nms"), ("delta", "fusion")}
+  assert ablation.select_rows(ablation.TABLE4) == ablation.TABLE4
+  with pytest.raises(ValueError, match="unknown variant"):
+    ablation.select_rows(ablation.TABLE4, variants=["linpro"])
+  with pytest.raises(ValueError, match="unknown test setting"):
+    ablation.select_rows(ablation.TABLE4, settings=["nmss"])
