@@ -1,4 +1,4 @@
-"""The authors' settings (reference §8, options.py), the base of every other config.
+"""The authors' settings (``options.py``), the base of every other config.
 
 Not a run on its own: it has no data source. See thumos14.py for the real-feature run.
 """
@@ -54,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.pseudo.thresholds = (0.001, 0.04, 0.002)   # arange(start, stop, step)
   c.pseudo.frame_coef = 0.8
   c.pseudo.video_coef = 0.6
-  c.pseudo.teacher_dropout = False  # the authors leave dropout on (reference §9 item 2)
+  c.pseudo.teacher_dropout = False  # the authors' teacher is never put in eval mode: dropout on
   c.pseudo.conventions = "reference"  # "exact": our half-open variant (gaufuse_jax/segments.py)
   c.pseudo.max_proposals = 256     # starting caps per (video, class); they double whenever a
   c.pseudo.max_instances = 32      # batch would drop anything (c.grow_caps)

@@ -7,9 +7,9 @@ r"""THUMOS14 (reduced, 20 classes) with the authors' settings, on the real W-TAL
 folder ``Thumos14reduced-Annotations`` (or pass ``--config.data.annotation_dir``). 350 epochs,
 batch 10, the reference schedule; one GPU or more (pmap over all local devices).
 
-Expected result (the authors' log of this schedule, reference §8): avg mAP@0.1:0.7 ≈ 48.1 under
-the W-TALC protocol with the ambiguous filter, cmAP ≈ 96.6. Not reproduced here: the feature
-file is not available on this machine.
+Expected result (the authors' committed results log of this schedule): avg mAP@0.1:0.7 ≈ 48.1
+under the W-TALC protocol with the ambiguous filter, cmAP ≈ 96.6. Not reproduced here: the
+feature file is not available on this machine.
 """
 
 from configs import base

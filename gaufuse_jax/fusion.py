@@ -1,4 +1,5 @@
-"""Gaussian weighted instance fusion (paper §3.1, eq. (1)-(4); reference §1).
+"""Gaussian weighted instance fusion (paper §3.1, eq. (1)-(4); the authors'
+``utils/utils.py:prediction_fuse_module``).
 
 Instead of keeping only the seed of each NMS cluster, every cluster is fused into one
 instance whose start, end and score are weighted location estimates over the cluster, with
@@ -119,7 +120,7 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=Non
                              conventions: seg_lib.Conventions = "reference",
                              template: Template = "gaussian", dof=3.0
                              ) -> suppression.Detections:
-  """Gaussian weighted fusion of overlapping 1-D instances (paper §3.1; reference §1).
+  """Gaussian weighted fusion of overlapping 1-D instances (paper §3.1).
 
   Repeat until no valid instance remains:
 

@@ -37,7 +37,8 @@ their values. We do that exactly and cheaply:
   tiers cost nothing.
 * **Infeasible LPs** (e.g. a negative score on an instance without outer area, nested instances
   without outer area whose scores decrease inwards, identical rows with different scores; the
-  authors' code writes NaN into the labels then, reference §2) are handled by solving the
+  authors' ``utils/utils.py:convert_segment_to_tensor`` writes NaN into the labels then) are
+  handled by solving the
   *elastic* LP: every row gets slacks ``p_k, n_k >= 0`` with ``E m + p - n = b`` and the objective
   ``sum m + penalty * sum (p + n)``. For a feasible LP with ``penalty`` above the largest optimal
   dual (exact penalty) its solution is the LP solution; otherwise it is the label that violates
@@ -202,7 +203,8 @@ def linpro_constraints(segments, scores, valid, valid_length, *, num_snippets,
                        outer_rule: segments_lib.OuterRule = "gaufuse",
                        conventions: segments_lib.Conventions = "reference",
                        normalize: Normalize = "sum"):
-  """LinPro constraint matrix of one video and class (paper eq. 5, reference §2).
+  """LinPro constraint matrix of one video and class (paper eq. 5; the authors'
+  ``utils/utils.py:compute_score_matrix``).
 
   Args:
     segments: ``[K, 2]`` float fused instances ``(start, end)`` in snippets.

@@ -1,4 +1,4 @@
-"""RSKP training losses, per video (reference §4 "Losses"; ``model/losses.py``, ``method.py``).
+"""RSKP training losses, per video (the authors' ``model/losses.py``, ``method.py``).
 
 All losses return one value per video (``[B]``): the reference trains on one video at a time and
 sums the losses of 10 videos before each optimiser step, so the training step sums these over
@@ -83,7 +83,7 @@ def self_label_loss(logits, target_logits, valid_length, temperature: float = SE
 
 
 def rskp_losses(outputs, labels, valid_length, *, spl_weight):
-  """RSKP objective per video, without the pseudo-label loss (reference §4, ``method.py``).
+  """RSKP objective per video, without the pseudo-label loss (the authors' ``method.py``).
 
   ``loss = fore + 0.2 back + 0.1 attention + spl_weight * self_label`` with
   ``fore = NCE(o.video_ca, f) + NCE(m.video_ca, f) [+ 0.5 NCE(r.video_ca, f)]``, ``f = [y, 0]``;

@@ -1,4 +1,4 @@
-"""Per-class memory bank of representative tokens (reference §4 "Memory bank", §9 item 1).
+"""Per-class memory bank of representative tokens (the authors' ``model/memory.py``, ``method.py``).
 
 Each class ``c`` keeps the ``L`` (5) tokens with the best class-``c`` score seen so far, among the
 EM tokens of the videos labelled with ``c``. The ``r`` branch of the model walks over the tokens
@@ -52,7 +52,8 @@ def update_memory(bank: MemoryBank, tokens, token_scores, labels, video_mask) ->
   devices can be applied by every replica. This is the authors' ``Memory._update_queue``
   (``model/memory.py``) with the class indexing done right: their ``method.py:289`` takes
   ``np.where(labels == 1)[0]`` on a ``(1, C)`` array, i.e. row indices, so every video reads and
-  updates class 0's queue only (reference §9 item 1). We do not copy that bug. Empty slots score
+  updates class 0's queue only (``method.py``: ``np.where`` on the batch's label row). We do not
+  copy that bug. Empty slots score
   ``-inf`` (the authors start from 0) and are never read.
 
   Args:

@@ -94,7 +94,7 @@ def generate_proposals(cas, valid_length, thresholds, *, max_proposals: int,
     cas: ``[T]`` float array, the CAS of one class; NaN and +-inf count as 0.
     valid_length: int scalar (may be traced), number of real snippets; clipped to ``[0, T]``.
     thresholds: ``[H]`` float array (may be traced), e.g. ``arange(0.001, 0.04, 0.002)``
-      (reference §5.3, 20 values).
+      (the authors' ``options.py``, 20 values).
     max_proposals: static int ``N >= 1``, padded output size.
     min_length: static int ``>= 1``, shortest run kept, in snippets (reference: 2).
     outer_rule: ``"gaufuse"`` (``w = 0.0785 * len**0.9``, the authors' code) or ``"wtalc"``

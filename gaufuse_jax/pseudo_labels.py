@@ -39,7 +39,7 @@ class PseudoLabelConfig:
 
 def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConfig,
                            temperature=None):
-  """LinPro pseudo labels of a batch (paper §3.2, reference §2 ``fuse_current_pred``).
+  """LinPro pseudo labels of a batch (paper §3.2; ``utils/utils.py:fuse_current_pred``).
 
   Every class, background included, whose video score passes ``cfg.localization.class_threshold``
   is localized (ground-truth labels are NOT used, as in the reference), its fused instances
@@ -92,7 +92,7 @@ def delta_pseudo_labels(new, old, scale):
 
 
 def pseudo_label_loss(logits, labels, valid):
-  """Pseudo-label loss per video (reference §2 ``compute_distloss``, one branch):
+  """Pseudo-label loss per video (the authors' ``utils/utils.py:compute_distloss``, one branch):
   mean over valid snippets of ``-sum_c labels[t, c] * log_softmax(logits)[t, c]``.
 
   Labels may be negative (Δ labels): the term then pushes the class probability down.

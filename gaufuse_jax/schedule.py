@@ -1,4 +1,4 @@
-"""The GauFuse training schedule, in epochs, read from the config (reference §3, §4).
+"""The GauFuse training schedule, in epochs, read from the config (the authors' ``method.py``).
 
 Epochs are 0-based, as in the authors' code. With the reference settings:
 
@@ -62,7 +62,7 @@ class EpochPlan:
 
 
 def reference_schedule(scale: float = 1.0) -> ml_collections.ConfigDict:
-  """The authors' schedule (reference §3, §4, options.py), every epoch multiplied by ``scale``.
+  """The authors' schedule (``options.py``, ``method.py``), every epoch multiplied by ``scale``.
 
   Args:
     scale: factor on every epoch boundary (e.g. 0.1 turns 350 epochs into 35). Boundaries are

@@ -22,7 +22,8 @@ AXIS = "batch"
 
 
 def frame_and_video_scores(outputs, *, frame_coef: float, video_coef: float = 0.6):
-  """CAS and video scores from the model outputs (reference §2 step 1, §5 step 1).
+  """CAS and video scores from the model outputs (the authors' ``utils/utils.py:fuse_current_pred``,
+  ``evaluation/eval.py:ss_eval``).
 
   Args:
     outputs: the RSKP output dict (branches ``o`` and ``m``).
@@ -72,7 +73,7 @@ def _gather_and_update_memory(bank, outputs, batch):
 def train_step(state, batch, hparams, *, model, tx, use_memory: bool, pseudo_frame_coef: float):
   """One optimizer step on a padded batch; the objective is the SUM of per-video losses.
 
-  The reference accumulates the gradients of 10 single-video losses (reference §4); summing the
+  The reference accumulates the gradients of 10 single-video losses (``method.py``); summing the
   per-video losses of a padded batch of 10 is the same objective. Gradients and metrics are
   summed over devices (``lax.psum``), so 2 devices with half the batch each equal 1 device
   with the whole batch.
@@ -138,7 +139,7 @@ def inference_outputs(params, batch, *, model, rng=None):
 
 
 def memory_init_step(bank, params, batch, *, model):
-  """Adds the batch's EM tokens to the memory bank of their labelled classes (reference §4:
+  """Adds the batch's EM tokens to the memory bank of their labelled classes (the authors'
   ``ft_eval`` at the end of the warm-up, model in eval mode)."""
   outputs = inference_outputs(params, batch, model=model)
   return _gather_and_update_memory(bank, outputs, batch)
@@ -149,7 +150,7 @@ def pseudo_label_step(params, batch, temperature, rng, *, model, pl_config, fram
   """Pseudo labels ``[B,T,C+1]`` of a batch from a frozen teacher (paper §3.2).
 
   ``temperature`` is the generation's fusion temperature (a traced scalar); ``rng`` turns teacher
-  dropout on (the authors' behaviour, reference §9 item 2); pass None for the deterministic
+  dropout on (the authors' teacher is never put in eval mode); pass None for the deterministic
   default.
   """
   outputs = inference_outputs(params, batch, model=model, rng=rng)
@@ -161,7 +162,8 @@ def pseudo_label_step(params, batch, temperature, rng, *, model, pl_config, fram
 
 def eval_step(params, batch, *, model, loc_config: localization.LocalizationConfig,
               frame_coef: float, video_coef: float):
-  """Test-time detections of a batch, all on device (reference §5; background never scored).
+  """Test-time detections of a batch, all on device (``evaluation/detectionMAP.py:getActLoc``;
+  background never scored).
 
   Returns:
     ``(instances, video_scores, stats)``: ``suppression.Detections`` with leaves ``[B, C, K]``

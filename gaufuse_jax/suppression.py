@@ -184,7 +184,7 @@ def nms(segments, scores, valid, *, overlap_threshold, overlap: seg_lib.OverlapK
   Repeat: keep the highest-scoring remaining segment (ties: lowest index), remove every
   remaining segment whose overlap with it is ``> overlap_threshold``. The authors' code uses
   this at 0.25 with the candidate overlap when ``use_new_predictor=False``; RSKP at 0.5
-  (reference §1.8).
+  (``evaluation/detectionMAP.py:getActLoc``).
 
   Args:
     segments: ``[N, 2]`` float ``(start, end)`` in snippets.

@@ -22,7 +22,7 @@ class TrainState:
     params: model parameters.
     opt_state: optax state (with the injected learning rate).
     rng: PRNG key of the run; step keys are ``fold_in(rng, step)``.
-    memory: per-class memory bank (reference §4), empty until the warm-up ends.
+    memory: per-class memory bank (the authors' ``model/memory.py``), empty until the warm-up ends.
     generations: float32 ``[2, V, T_max, C+1]`` pseudo labels of all training videos: index 0
       the latest generation, 1 the previous one (zeros before the first generation).
     num_generations: int32 scalar, generations made so far.
@@ -38,7 +38,7 @@ class TrainState:
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
-  """Adam with coupled L2 weight decay, as ``torch.optim.Adam(weight_decay=...)`` (reference §4).
+  """Adam with coupled L2 weight decay, as ``torch.optim.Adam(weight_decay=...)`` (``method.py``).
 
   The learning rate is an injected hyper-parameter, set each epoch from the schedule, so the
   schedule lives in the config (in epochs) and in the checkpoint, not in a step function.

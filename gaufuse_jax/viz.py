@@ -1,4 +1,4 @@
-"""Plots: one video on a time axis in seconds, mAP vs tIoU, precision-recall (issue 7 §5).
+"""Plots: one video on a time axis in seconds, mAP vs tIoU, precision-recall.
 
 Host-side numpy + matplotlib. Every ``plot_*`` function is pure: it takes numpy (or jax) arrays
 and returns a new ``matplotlib.figure.Figure`` drawn on an Agg canvas (no display, no pyplot

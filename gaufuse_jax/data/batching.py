@@ -1,4 +1,4 @@
-"""Padded, bucketed, sharded batches of variable-length videos (issue 4 §4).
+"""Padded, bucketed, sharded batches of variable-length videos.
 
 Per epoch, the videos are put in one global order (a permutation drawn from
 ``np.random.default_rng((seed, epoch))``, or annotation order without ``shuffle``), padded with

@@ -4,7 +4,7 @@ One synthesis core serves the semi-synthetic benchmarks (real THUMOS14 / Activit
 ``T = ceil(duration * fps / frames_per_snippet)``) and the embedded default (generated
 annotations, `gaufuse_jax.data.embedded`).
 
-Generative model (issue 4 §2). For video ``v`` with ``T`` snippets, a pre-activation
+Generative model. For video ``v`` with ``T`` snippets, a pre-activation
 ``z [T, D]`` is a sum of random Gaussian pattern vectors (entries N(0, 1), shared by all videos of
 a seed) with time-varying amplitudes, and the feature is ``x = feature_scale * relu(z)``::
 
@@ -36,9 +36,9 @@ a seed) with time-varying amplitudes, and the feature is ``x = feature_scale * r
   I3D samples in ``../shared/data/features_sample`` have mean ~0.2 and within-video cosine
   0.6-0.8, lower between action and background. Dense positive features make every snippet
   nearly parallel under cosine similarity and defeat cosine-similarity models (RSKP learned
-  classes but no localization on such data, issue 4).
+  classes but no localization on such data).
 
-The defaults are not yet calibrated against a trained backbone (issue 4 asks for avg mAP well
+The defaults are not yet calibrated against a trained backbone (the aim: avg mAP well
 below 100 and far above chance); every knob is a field of `SynthesisParams`.
 Everything is deterministic for a seed: patterns from ``(seed, 0)``, video ``i`` (annotation
 order) from ``(seed, 1, i)``.

@@ -1,6 +1,6 @@
 """RSKP backbone (Huang et al., CVPR 2022) as used by GauFuse, in Flax linen.
 
-Reference: ``../shared/reference/gaufuse_reference.md`` §4 (``model/main_branch.py`` of both
+Reference: the authors' ``model/main_branch.py`` (of both
 repositories). The model embeds the snippet features, refines ``K`` learned representative tokens
 by EM, propagates the tokens' knowledge to the snippets with a random walk, and scores every
 branch with cosine classifiers against ``C + 1`` class centres (the last one is background).
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-# Epsilons of the authors' code (reference §4): L2 normalisation, EM / walk assignment
+# Epsilons of the authors' code (``model/main_branch.py``): L2 normalisation, EM / walk assignment
 # normalisation over time, attention normalisation over time.
 _NORM_EPS = 1e-9
 _ASSIGN_EPS = 1e-9
@@ -59,7 +59,7 @@ def masked_softmax(logits, mask, axis: int = -1):
 
 
 def token_assignment(tokens, token_mask, x, mask, *, scale: float):
-  """Soft assignment of snippets to tokens (reference §4, EM and ``random_walk``).
+  """Soft assignment of snippets to tokens (``model/main_branch.py``, EM and ``random_walk``).
 
   Args:
     tokens: float ``[B, K, D]``.
@@ -81,7 +81,7 @@ def token_assignment(tokens, token_mask, x, mask, *, scale: float):
 
 
 def em_refine(mu, x, mask, *, iterations: int, scale: float):
-  """EM refinement of the representative tokens (reference §4, ``WSTAL.EM``).
+  """EM refinement of the representative tokens (``model/main_branch.py:WSTAL.EM``).
 
   Each iteration: ``z_hat`` from :func:`token_assignment`, then ``mu_k = sum_t z_hat[k, t] x_t``.
 
@@ -103,7 +103,7 @@ def em_refine(mu, x, mask, *, iterations: int, scale: float):
 
 
 def random_walk(x, mask, tokens, token_mask, *, walk_weight: float, scale: float):
-  """Random-walk knowledge propagation (reference §4, ``random_walk``).
+  """Random-walk knowledge propagation (``model/main_branch.py:random_walk``).
 
   ``x_tilde = (1 - w) (I - w^2 A)^{-1} (w z^T y + x)`` with ``A = z^T z_hat`` (``[T, T]``),
   computed with ``jnp.linalg.solve``. Padded snippets have zero rows and columns in ``A`` and zero
@@ -129,7 +129,7 @@ def random_walk(x, mask, tokens, token_mask, *, walk_weight: float, scale: float
 
 
 def prediction_head(x, mask, class_centres, fg_centre, *, scale: float):
-  """Cosine prediction module of one branch (reference §4, ``PredictionModule``).
+  """Cosine prediction module of one branch (``model/main_branch.py:PredictionModule``).
 
   Args:
     x: float ``[B, T, D]`` snippet features of the branch.
@@ -173,7 +173,7 @@ def _check(name, value, shape):
 
 
 class RSKP(nn.Module):
-  """RSKP / GauFuse WTAL model (reference §4, ``WSTAL``).
+  """RSKP / GauFuse WTAL model (``model/main_branch.py:WSTAL``).
 
   Parameters (as the reference initialises them): ``embedding`` Dense ``D_in -> D`` (xavier
   uniform, zero bias), ``mu`` ``[K, D]`` representative tokens (xavier), ``class_centres``
