@@ -32,25 +32,43 @@ def progress(iterable, total, desc):
                    disable=jax.process_index() != 0, dynamic_ncols=True)
 
 
-def batches(config, dataset, *, epoch, shuffle, bucket_sizes, crop=False):
-  """``(iterator, count)`` of this process's padded batches (leading local-device axis);
-  ``crop`` applies ``config.max_snippets`` (training only: pseudo labels and evaluation see
-  whole videos)."""
+def batches(config, dataset, *, bucket_sizes):
+  """``(iterator, count)`` of this process's padded batches of whole videos (leading local-device
+  axis), in order of decreasing length so that each batch pads little: evaluation, pseudo labels
+  and memory initialisation, where the order does not matter."""
   iterator = batching.iterate_batches(
-      dataset, batch_size=config.batch_size, seed=config.seed, epoch=epoch, shuffle=shuffle,
-      bucket_sizes=bucket_sizes, max_snippets=(config.max_snippets or None) if crop else None,
-      num_devices=len(local_devices(config)), process_index=jax.process_index(),
-      process_count=jax.process_count())
+      dataset, batch_size=config.batch_size, seed=config.seed, epoch=0, shuffle=False,
+      sort_by_length=True, bucket_sizes=bucket_sizes, num_devices=len(local_devices(config)),
+      process_index=jax.process_index(), process_count=jax.process_count())
+  count = batching.num_batches(dataset, batch_size=config.batch_size,
+                               process_count=jax.process_count())
+  return iterator, count
+
+
+def train_batches(config, dataset, *, epoch, bucket_sizes):
+  """``(iterator, count)`` of this process's optimizer steps of one epoch, each a list of
+  micro-batches (``batching.iterate_micro_batches`` with ``config.micro_batch_size``; crops of
+  ``config.max_snippets``)."""
+  ndev = len(local_devices(config))
+  iterator = batching.iterate_micro_batches(
+      dataset, batch_size=config.batch_size, seed=config.seed, epoch=epoch,
+      micro_batch_size=config.micro_batch_size or config.batch_size // ndev,
+      bucket_sizes=bucket_sizes, max_snippets=config.max_snippets or None, num_devices=ndev,
+      process_index=jax.process_index(), process_count=jax.process_count())
   count = batching.num_batches(dataset, batch_size=config.batch_size,
                                process_count=jax.process_count())
   return iterator, count
 
 
 def bucket_sizes(config, *datasets, crop=False) -> tuple[int, ...]:
-  """``config.bucket_sizes``, or sizes picked from the lengths of all ``datasets`` when empty;
-  ``crop`` picks them for the training crops (``config.max_snippets``)."""
+  """``config.bucket_sizes``, or the used rungs of a geometric ladder of the lengths of all
+  ``datasets`` when empty (``batching.default_bucket_sizes``): growth
+  ``config.inference_bucket_growth`` for whole videos (evaluation, pseudo labels: batches of
+  similar lengths, fewer programs), ``config.bucket_growth`` with ``crop`` (training, one video
+  per micro-batch, crops of ``config.max_snippets``)."""
   return tuple(config.bucket_sizes) or batching.default_bucket_sizes(
       np.concatenate([d.lengths for d in datasets]),
+      growth=config.bucket_growth if crop else config.inference_bucket_growth,
       max_snippets=(config.max_snippets or None) if crop else None)
 
 
@@ -150,7 +168,7 @@ def detect(config, params, dataset, *, p_eval, bucket_sizes):
     index into ``dataset``) and float32 ``[V, C+1]`` video scores.
   """
   parts, video_scores = [], np.zeros((len(dataset), dataset.num_classes + 1), np.float32)
-  iterator, total = batches(config, dataset, epoch=0, shuffle=False, bucket_sizes=bucket_sizes)
+  iterator, total = batches(config, dataset, bucket_sizes=bucket_sizes)
   for batch in progress(iterator, total, f"localize {dataset.split}"):
     # device_get blocks: one step at a time, never a queue of collective steps.
     outputs = p_eval(params, batch)[:2] + (batch["video_index"],)
@@ -166,7 +184,8 @@ def detect(config, params, dataset, *, p_eval, bucket_sizes):
         video_index=index[keep]))
     video_scores[index[keep]] = scores[keep]
   detections = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-  return detections, video_scores
+  order = np.argsort(detections["video"], kind="stable")  # annotation order, as the batches were
+  return {k: v[order] for k, v in detections.items()}, video_scores
 
 
 def evaluate(config, params, dataset, *, p_eval, bucket_sizes) -> tuple[dict, dict]:

@@ -96,26 +96,38 @@ def update_memory(bank: MemoryBank, tokens, token_scores, labels, video_mask) ->
   return MemoryBank(tokens=picked, scores=scores)
 
 
-def read_memory(bank: MemoryBank, labels):
+def read_memory(bank: MemoryBank, labels, *, max_labels: int | None = None):
   """Memory tokens of each video's labelled classes, for the ``r`` branch of ``RSKP``.
 
   Args:
     bank: ``MemoryBank`` with ``tokens [C, L, D]``, ``scores [C, L]``.
     labels: ``[B, C]`` multi-hot video labels.
+    max_labels: optional, at least the largest number of labels of any video (e.g. of the
+      training set: a video with more labelled classes would lose the tokens of its last ones).
+      The valid slots of each video are then moved to the front and only the first
+      ``M = min(max_labels, C) * L`` kept, so the ``r`` branch walks over ``M`` tokens instead of
+      ``C * L`` (the walk does not depend on the order of its tokens).
 
   Returns:
-    ``(tokens [B, C * L, D], mask [B, C * L])``; slot ``c * L + l`` is class ``c``'s slot ``l``,
-    valid where the video is labelled with ``c`` and the slot is filled.
+    ``(tokens [B, M, D], mask [B, M])`` with ``M = C * L`` without ``max_labels``: slot
+    ``c * L + l`` is class ``c``'s slot ``l``, valid where the video is labelled with ``c`` and
+    the slot is filled; with it, the same slots, valid ones first (in that order).
 
   Raises:
-    ValueError: if ``labels`` is not ``[B, C]``.
+    ValueError: if ``labels`` is not ``[B, C]`` or ``max_labels`` < 1.
   """
   num_classes, slots, dim = bank.tokens.shape
   labels = jnp.asarray(labels)
   if labels.ndim != 2 or labels.shape[1] != num_classes:
     raise ValueError(f"read_memory: labels must have shape [B, {num_classes}], got {labels.shape}")
+  if max_labels is not None and max_labels < 1:
+    raise ValueError(f"read_memory: max_labels must be >= 1 or None, got {max_labels}")
   b = labels.shape[0]
-  mask = (labels[:, :, None] > 0) & jnp.isfinite(bank.scores)[None]
-  tokens = jnp.broadcast_to(bank.tokens.reshape(1, num_classes * slots, dim),
-                            (b, num_classes * slots, dim))
-  return tokens, mask.reshape(b, num_classes * slots)
+  mask = ((labels[:, :, None] > 0) & jnp.isfinite(bank.scores)[None]).reshape(
+      b, num_classes * slots)
+  flat = bank.tokens.reshape(num_classes * slots, dim)
+  if max_labels is None:
+    return jnp.broadcast_to(flat[None], (b,) + flat.shape), mask
+  keep = min(max_labels, num_classes) * slots
+  order = jnp.argsort(~mask, axis=1, stable=True)[:, :keep]  # valid slots first
+  return flat[order], jnp.take_along_axis(mask, order, axis=1)

@@ -1,7 +1,7 @@
 """Pure per-batch steps of training and inference, written for ``jax.pmap(axis_name="batch")``.
 
-Every step takes a batch from ``gaufuse_jax.data.iterate_batches`` without its leading device
-axis: ``features [B,T,D]``, ``valid_length [B]``, ``labels [B,C]``, ``video_index [B]``
+Every step takes a batch from ``gaufuse_jax.data.iterate_batches`` (or one micro-batch of
+``iterate_micro_batches``) without its leading device axis: ``features [B,T,D]``, ``valid_length [B]``, ``labels [B,C]``, ``video_index [B]``
 (-1 for padding slots), ``video_mask [B]``.
 """
 
@@ -70,40 +70,67 @@ def _gather_and_update_memory(bank, outputs, batch):
                                   gather(batch["video_mask"]))
 
 
-def train_step(state, batch, hparams, *, model, tx, use_memory: bool, pseudo_frame_coef: float):
-  """One optimizer step on a padded batch; the objective is the SUM of per-video losses.
+# The metric sums of a training step: ``losses.rskp_losses``'s terms, the pseudo-label loss, the
+# total ``loss`` and the number of videos.
+_METRICS = ("loss", "num_videos", "fore", "back", "attention", "self_label", "pseudo")
 
-  The reference accumulates the gradients of 10 single-video losses (``method.py``); summing the
-  per-video losses of a padded batch of 10 is the same objective. Gradients and metrics are
-  summed over devices (``lax.psum``), so 2 devices with half the batch each equal 1 device
-  with the whole batch.
+
+def video_keys(key, video_index):
+  """One PRNG key per video, ``fold_in(key, video_index)``: a video's dropout mask depends on the
+  step and the video only, not on the batch, the padding or the device that holds it."""
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.maximum(video_index, 0))
+
+
+def init_accumulator(state):
+  """The empty gradient accumulator of one optimizer step (see :func:`accumulate_step`):
+  zero gradients, zero metric sums and the step's pending memory bank (the current one)."""
+  zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+  sums = {k: jnp.zeros((), jnp.float32) for k in _METRICS}
+  return {"grads": zeros, "sums": sums, "memory": state.memory}
+
+
+def accumulate_step(state, acc, batch, hparams, *, model, use_memory: bool,
+                    pseudo_frame_coef: float, max_labels: int | None = None):
+  """Adds the gradient of the SUM of a (micro-)batch's per-video losses to ``acc``.
+
+  The reference accumulates the gradients of 10 single-video losses before one Adam step
+  (``method.py``); an optimizer step here is any split of its videos into micro-batches, each
+  padded to its own length, passed through this function, then :func:`apply_step`. Every video
+  term is independent of the others (dropout keys from :func:`video_keys`, memory read from the
+  step's starting bank), so the split does not change the step: one micro-batch of all videos
+  padded to the longest (the plain padded batch) gives the same parameters.
 
   Args:
-    state: the replica's TrainState.
-    batch: one device's batch (see the module docstring).
+    state: the replica's TrainState (unchanged).
+    acc: the accumulator of :func:`init_accumulator` (donate it).
+    batch: one device's micro-batch (see the module docstring).
     hparams: dict of float32 scalars from the epoch plan: ``learning_rate``, ``spl_weight``,
       ``pseudo_weight``, ``label_mode``, ``delta_scale``.
     model: the RSKP module (static).
-    tx: the optax optimizer of ``train_state.make_optimizer`` (static).
-    use_memory: whether the memory branch ``r`` is on (static: it changes the graph).
+    use_memory: whether the memory branch ``r`` is on (static: it changes the graph); the
+      batch's EM tokens are then inserted in the pending bank (top-``L`` of a union, so the order
+      of micro-batches does not matter).
     pseudo_frame_coef: weight of branch ``o`` in the pseudo-label loss, ``1 -`` it of ``m``
       (``config.pseudo.frame_coef``, 0.8: the authors' ``utils/utils.py:compute_distloss``).
+    max_labels: the most labels of a training video (static): the memory branch then walks over
+      only the slots of as many classes (``memory.read_memory``); None walks over all of them.
 
   Returns:
-    ``(new_state, metrics)``; metrics are device-summed: ``loss`` (sum over videos),
-    ``num_videos`` and the per-term sums.
+    The new accumulator: this device's gradient and metric sums added (not yet summed over
+    devices), and the pending memory bank (same on every device).
   """
-  rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(AXIS))
+  keys = video_keys(jax.random.fold_in(state.rng, state.step), batch["video_index"])
   mask = batch["video_mask"].astype(jnp.float32)
   pseudo = _batch_pseudo_labels(state.generations, batch, hparams["label_mode"],
                                 hparams["delta_scale"])
   mem_tokens = mem_mask = None
   if use_memory:
-    mem_tokens, mem_mask = memory_lib.read_memory(state.memory, batch["labels"])
+    mem_tokens, mem_mask = memory_lib.read_memory(state.memory, batch["labels"],
+                                                  max_labels=max_labels)
 
   def loss_fn(params):
     outputs = model.apply({"params": params}, batch["features"], batch["valid_length"],
-                          mem_tokens, mem_mask, train=True, rngs={"dropout": rng})
+                          mem_tokens, mem_mask, train=True, dropout_keys=keys)
     per_video, terms = losses.rskp_losses(outputs, batch["labels"], batch["valid_length"],
                                           spl_weight=hparams["spl_weight"])
     valid = jnp.arange(batch["features"].shape[1])[None, :] < batch["valid_length"][:, None]
@@ -117,25 +144,59 @@ def train_step(state, batch, hparams, *, model, tx, use_memory: bool, pseudo_fra
     return jnp.sum(per_video * mask), (outputs, sums)
 
   (loss, (outputs, sums)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  grads = _psum_tree(grads)
+  sums = dict(sums, loss=loss, num_videos=jnp.sum(mask))
+  pending = acc["memory"]
+  if use_memory:
+    pending = _gather_and_update_memory(pending, outputs, batch)
+  add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
+  return {"grads": add(acc["grads"], grads), "sums": add(acc["sums"], sums), "memory": pending}
+
+
+def apply_step(state, acc, hparams, *, tx):
+  """One optimizer step from an accumulated gradient (see :func:`accumulate_step`).
+
+  Gradients and metrics are summed over devices (``lax.psum``), so 2 devices with half the
+  videos each equal 1 device with all of them.
+
+  Args:
+    state: the replica's TrainState.
+    acc: the step's accumulator.
+    hparams: as in :func:`accumulate_step` (``learning_rate`` is used).
+    tx: the optax optimizer of ``train_state.make_optimizer`` (static).
+
+  Returns:
+    ``(new_state, metrics)``; metrics are device-summed: ``loss`` (sum over videos),
+    ``num_videos`` and the per-term sums.
+  """
+  grads = _psum_tree(acc["grads"])
   lr = jnp.asarray(hparams["learning_rate"], state.opt_state.hyperparams["learning_rate"].dtype)
   opt_state = state.opt_state._replace(
       hyperparams=dict(state.opt_state.hyperparams, learning_rate=lr))
   updates, opt_state = tx.update(grads, opt_state, state.params)
-  new_memory = state.memory
-  if use_memory:
-    new_memory = _gather_and_update_memory(state.memory, outputs, batch)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                            opt_state=opt_state, memory=new_memory)
-  metrics = _psum_tree(dict(sums, loss=loss, num_videos=jnp.sum(mask)))
-  return new_state, metrics
+                            opt_state=opt_state, memory=acc["memory"])
+  return new_state, _psum_tree(acc["sums"])
+
+
+def train_step(state, batch, hparams, *, model, tx, use_memory: bool, pseudo_frame_coef: float,
+               max_labels: int | None = None):
+  """One optimizer step on one padded batch: :func:`accumulate_step` then :func:`apply_step`.
+
+  Returns:
+    ``(new_state, metrics)`` as :func:`apply_step`.
+  """
+  acc = accumulate_step(state, init_accumulator(state), batch, hparams, model=model,
+                        use_memory=use_memory, pseudo_frame_coef=pseudo_frame_coef,
+                        max_labels=max_labels)
+  return apply_step(state, acc, hparams, tx=tx)
 
 
 def inference_outputs(params, batch, *, model, rng=None):
-  """The model's outputs without memory; dropout on only when ``rng`` is given."""
-  rngs = None if rng is None else {"dropout": rng}
+  """The model's outputs without memory; dropout on only when ``rng`` is given (then each video
+  draws from ``video_keys(rng, video_index)``, whatever batch it is in)."""
+  keys = None if rng is None else video_keys(rng, batch["video_index"])
   return model.apply({"params": params}, batch["features"], batch["valid_length"],
-                     train=rng is not None, rngs=rngs)
+                     train=rng is not None, dropout_keys=keys)
 
 
 def memory_init_step(bank, params, batch, *, model):
@@ -150,8 +211,8 @@ def pseudo_label_step(params, batch, temperature, rng, *, model, pl_config, fram
   """Pseudo labels ``[B,T,C+1]`` of a batch from a frozen teacher (paper §3.2).
 
   ``temperature`` is the generation's fusion temperature (a traced scalar); ``rng`` turns teacher
-  dropout on (the authors' teacher is never put in eval mode); pass None for the deterministic
-  default.
+  dropout on (the authors' teacher is never put in eval mode), one key per video from
+  :func:`video_keys`; pass None for the deterministic default.
   """
   outputs = inference_outputs(params, batch, model=model, rng=rng)
   cas, video_scores = frame_and_video_scores(outputs, frame_coef=frame_coef, video_coef=video_coef)

@@ -85,12 +85,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   del state
 
   # ------------------------------------------------------------------ compiled steps
-  p_train = {
+  # An optimizer step: an empty accumulator, the gradients of its micro-batches (each padded to
+  # its own length), one update.
+  p_init_acc = inference.pmap(steps.init_accumulator, config)
+  p_accumulate = {
       use_memory: inference.pmap(
-          functools.partial(steps.train_step, model=model, tx=tx, use_memory=use_memory,
-                            pseudo_frame_coef=config.pseudo.frame_coef),
-          config, donate_argnums=(0,))
+          functools.partial(steps.accumulate_step, model=model, use_memory=use_memory,
+                            pseudo_frame_coef=config.pseudo.frame_coef,
+                            max_labels=max(int(train_ds.labels.sum(1).max()), 1)),
+          config, donate_argnums=(1,))
       for use_memory in (False, True)}
+  p_apply = inference.pmap(functools.partial(steps.apply_step, tx=tx), config,
+                           donate_argnums=(0,))
   p_memory_init = inference.pmap(functools.partial(steps.memory_init_step, model=model), config)
   p_eval = inference.make_eval_step(config, model)
 
@@ -101,14 +107,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """One pseudo-label generation over all training videos (frozen teacher = current params)."""
     generations = np.asarray(jax.device_get(rstate.generations[0]))
     new = np.zeros_like(generations[0])
-    teacher_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1_000_003 + epoch)
-    batches, total = inference.batches(config, train_ds, epoch=0, shuffle=False, bucket_sizes=bucket_sizes)
+    rngs = None  # teacher dropout: one key per video (steps.video_keys)
+    if config.pseudo.teacher_dropout:
+      rngs = inference.replicate(
+          jax.random.fold_in(jax.random.PRNGKey(config.seed), 1_000_003 + epoch), config)
+    batches, total = inference.batches(config, train_ds, bucket_sizes=bucket_sizes)
     fallbacks = instances = 0
     temps = np.full((ndev,), temperature, np.float32)
-    for i, batch in enumerate(inference.progress(batches, total, f"pseudo labels @{epoch}")):
-      rngs = None
-      if config.pseudo.teacher_dropout:
-        rngs = jax.random.split(jax.random.fold_in(teacher_rng, i), ndev)
+    for batch in inference.progress(batches, total, f"pseudo labels @{epoch}"):
       labels, diag = p_pseudo(rstate.params, batch, temps, rngs)
       index = batch["video_index"].reshape(-1)
       labels = labels.reshape((-1,) + labels.shape[2:])
@@ -134,7 +140,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         num_generations=rstate.num_generations + 1)
 
   def init_memory(rstate):
-    batches, total = inference.batches(config, train_ds, epoch=0, shuffle=False, bucket_sizes=bucket_sizes)
+    batches, total = inference.batches(config, train_ds, bucket_sizes=bucket_sizes)
     bank = rstate.memory
     for batch in inference.progress(batches, total, "memory init"):
       bank = p_memory_init(bank, rstate.params, batch)
@@ -151,12 +157,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       rstate = generate(rstate, epoch, plan.generation_temperature)
     hparams = inference.replicate(plan.step_hparams(), config)
     sums = {}
-    batches, total = inference.batches(config, train_ds, epoch=epoch, shuffle=True,
-                                       bucket_sizes=crop_bucket_sizes, crop=True)
-    for batch in inference.progress(batches, total, f"epoch {epoch + 1}/{num_epochs}"):
-      rstate, metrics = p_train[plan.use_memory](rstate, batch, hparams)
-      # Wait for every device before the next step: queued collective steps deadlock XLA:CPU.
-      rstate, metrics = jax.block_until_ready((rstate, metrics))
+    batches, total = inference.train_batches(config, train_ds, epoch=epoch,
+                                             bucket_sizes=crop_bucket_sizes)
+    for micro_batches in inference.progress(batches, total, f"epoch {epoch + 1}/{num_epochs}"):
+      acc = p_init_acc(rstate)
+      for batch in micro_batches:
+        # Wait for every device before the next call: queued collective steps deadlock XLA:CPU.
+        acc = jax.block_until_ready(p_accumulate[plan.use_memory](rstate, acc, batch, hparams))
+      rstate, metrics = jax.block_until_ready(p_apply(rstate, acc, hparams))
       metrics = inference.unreplicate((metrics))
       if not np.isfinite(metrics["loss"]):
         good = ckpt.steps()

@@ -122,6 +122,15 @@ def test_read_memory_masks_unlabelled_classes_and_empty_slots():
   np.testing.assert_array_equal(mask, [[True, True, True, False, False, False],
                                        [False] * 6,
                                        [False, False, True, False, False, False]])
+  # Compacted to 2 labelled classes per video: the valid slots first, in slot order.
+  tokens, mask = memory.read_memory(bank, labels, max_labels=2)
+  assert tokens.shape == (3, 4, 2)
+  np.testing.assert_array_equal(mask, [[True, True, True, False], [False] * 4,
+                                       [True, False, False, False]])
+  np.testing.assert_array_equal(tokens[0, :3], np.arange(6).reshape(3, 2))
+  np.testing.assert_array_equal(tokens[2, 0], [4.0, 5.0])
+  with pytest.raises(ValueError, match="max_labels must be >= 1"):
+    memory.read_memory(bank, labels, max_labels=0)
 
 
 def test_bad_shapes_raise():

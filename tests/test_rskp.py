@@ -181,7 +181,69 @@ def test_random_walk_without_valid_tokens_is_scaled_identity():
   x = jnp.where(mask[..., None], x, 0.0)
   tokens = jax.random.normal(jax.random.key(8), (1, 3, D))
   out = rskp.random_walk(x, mask, tokens, jnp.zeros((1, 3), bool), walk_weight=0.5, scale=5.0)
-  np.testing.assert_allclose(out, 0.5 * x, rtol=1e-6)
+  np.testing.assert_allclose(out.dense(), 0.5 * x, rtol=1e-6)
+
+
+def dense_random_walk(x, mask, tokens, token_mask, *, walk_weight, scale):
+  """The authors' walk: the dense ``[T, T]`` solve of ``model/main_branch.py:random_walk``."""
+  w = walk_weight
+  z, z_hat = rskp.token_assignment(tokens, token_mask, x, mask, scale=scale)
+  affinity = jnp.einsum("bkt,bks->bts", z, z_hat)
+  rhs = w * jnp.einsum("bkt,bkd->btd", z, tokens) + x
+  return (1.0 - w) * jnp.linalg.solve(jnp.eye(x.shape[1]) - w**2 * affinity, rhs)
+
+
+def _walk_case(t, k, seed):
+  """ReLU-like snippet features with 3 padded snippets, tokens, a token mask with one hole."""
+  keys = jax.random.split(jax.random.key(seed), 2)
+  mask = jnp.arange(t)[None] < t - 3
+  x = jnp.where(mask[..., None], jax.nn.relu(jax.random.normal(keys[0], (1, t, D))), 0.0)
+  tokens = jax.nn.relu(jax.random.normal(keys[1], (1, k, D)))
+  token_mask = (jnp.arange(k) != 1)[None] if k > 2 else jnp.ones((1, k), bool)
+  return x, mask, tokens, token_mask
+
+
+@pytest.mark.parametrize("t,k", [(40, 8), (12, 1), (9, 30), (64, 100)])
+def test_low_rank_walk_equals_dense_solve_values_and_gradients(t, k):
+  """Woodbury walk == dense [T, T] solve, in float64: the features, and the gradients of a
+  head's outputs w.r.t. the snippets and the tokens (K = 1, K > T and padding included)."""
+  with jax.enable_x64(True):
+    x, mask, tokens, token_mask = (jnp.asarray(a, jnp.float64) if a.dtype != bool else a
+                                   for a in _walk_case(t, k, seed=t + k))
+    kw = dict(walk_weight=0.5, scale=5.0)
+    centres = jax.random.normal(jax.random.key(1), (C + 1, D), jnp.float64)
+    np.testing.assert_allclose(rskp.random_walk(x, mask, tokens, token_mask, **kw).dense(),
+                               dense_random_walk(x, mask, tokens, token_mask, **kw),
+                               rtol=1e-10, atol=1e-12)
+
+    def head_loss(walk):
+      def loss(x, tokens):
+        out = rskp.prediction_head(walk(x, mask, tokens, token_mask, **kw), mask, centres,
+                                   -centres[-1], scale=20.0)
+        return (jnp.sum(jnp.sin(out["frame_logits"])) + jnp.sum(out["attention"] ** 2)
+                + jnp.sum(jnp.log(out["video_ca"])) + jnp.sum(jnp.log(out["video_cw"])))
+      return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+
+    (ours, ours_grads), (ref, ref_grads) = (head_loss(rskp.random_walk)(x, tokens),
+                                            head_loss(dense_random_walk)(x, tokens))
+    np.testing.assert_allclose(ours, ref, rtol=1e-10)
+    for a, b in zip(ours_grads, ref_grads):
+      np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(ours_grads[0][0, t - 3:], 0.0)  # padding gets no gradient
+
+
+def test_model_with_dense_walk_matches_at_thumos_length():
+  """The whole model with the authors' dense walk and with ours, on a 2,208-snippet video
+  (THUMOS14's longest training videos) in float32: outputs within 1e-4."""
+  model, dense = _model(), _model(walk=dense_random_walk)
+  params = _params(model)
+  x = jax.nn.relu(jax.random.normal(jax.random.key(11), (1, 2208, D)))
+  mem = jax.nn.relu(jax.random.normal(jax.random.key(12), (1, 10, D)))
+  ours = _apply(model, params, x, jnp.array([2200]), mem, train=False)
+  ref = _apply(dense, params, x, jnp.array([2200]), mem, train=False)
+  for b in ("o", "m", "r"):
+    for key in BRANCH_KEYS:
+      np.testing.assert_allclose(ours[b][key], ref[b][key], rtol=1e-4, atol=1e-4)
 
 
 def test_dropout_uses_dropout_rng_only_in_training():

@@ -4,7 +4,9 @@ from gaufuse_jax.data.batching import crop_offsets
 from gaufuse_jax.data.batching import default_bucket_sizes
 from gaufuse_jax.data.batching import epoch_order
 from gaufuse_jax.data.batching import iterate_batches
+from gaufuse_jax.data.batching import iterate_micro_batches
 from gaufuse_jax.data.batching import num_batches
+from gaufuse_jax.data.batching import padding_overhead
 from gaufuse_jax.data.embedded import EmbeddedLayout
 from gaufuse_jax.data.embedded import embedded_annotations
 from gaufuse_jax.data.embedded import make_embedded_dataset

@@ -13,6 +13,8 @@ token assignment and the random-walk matrix, so the valid part of each output do
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -37,14 +39,18 @@ def snippet_mask(valid_length, num_snippets: int):
   return jnp.arange(num_snippets)[None, :] < jnp.asarray(valid_length)[:, None]
 
 
+def _inverse_norm(sq):
+  """``1 / (sqrt(sq) + 1e-9)`` with a finite gradient at ``sq = 0``."""
+  return 1.0 / (jnp.sqrt(jnp.maximum(sq, 1e-30)) + _NORM_EPS)
+
+
 def l2_normalize(x):
   """``x / (||x||_2 + 1e-9)`` over the last axis (the authors' ``calculate_l1_norm``, which is L2).
 
   The norm is computed so that an all-zero vector (padding, dead ReLUs) maps to 0 with a finite
   gradient.
   """
-  sq = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
-  return x / (jnp.sqrt(jnp.maximum(sq, 1e-30)) + _NORM_EPS)
+  return x * _inverse_norm(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
 
 
 def masked_softmax(logits, mask, axis: int = -1):
@@ -56,6 +62,58 @@ def masked_softmax(logits, mask, axis: int = -1):
   top = jax.lax.stop_gradient(jnp.max(jnp.where(mask, logits, big_neg), axis=axis, keepdims=True))
   e = jnp.where(mask, jnp.exp(jnp.where(mask, logits - top, 0.0)), 0.0)
   return e / jnp.maximum(jnp.sum(e, axis=axis, keepdims=True), jnp.finfo(logits.dtype).tiny)
+
+
+class WalkedFeatures(NamedTuple):
+  """Snippet features ``x_tilde = scale * (x + z^T q)`` of a walked branch, kept factored.
+
+  ``x_tilde`` is never formed by the model: every quantity a prediction head needs (projections
+  on centres, norms, pooling over time) is computed from products of ``x`` with small matrices,
+  so the whole walked branch costs O(T K D) and no elementwise pass over a ``[T, D]`` array.
+
+  Attributes:
+    x: float ``[B, T, D]`` snippet embeddings.
+    z: float ``[B, K, T]`` token assignment.
+    q: float ``[B, K, D]`` token-side factor.
+    scale: ``1 - w``.
+  """
+  x: jax.Array
+  z: jax.Array
+  q: jax.Array
+  scale: float
+
+  def dense(self):
+    """The features as an array ``[B, T, D]``."""
+    return self.scale * (self.x + jnp.einsum("bkt,bkd->btd", self.z, self.q))
+
+
+def _project(h, w):
+  """``h @ w^T``: ``[B, T, M]`` for features ``h`` (array or `WalkedFeatures`), ``w [M, D]``."""
+  if isinstance(h, WalkedFeatures):
+    low = jnp.einsum("bkt,bkm->btm", h.z, jnp.einsum("bkd,md->bkm", h.q, w))
+    return h.scale * (jnp.einsum("btd,md->btm", h.x, w) + low)
+  return jnp.einsum("btd,md->btm", h, w)
+
+
+def _squared_norm(h):
+  """``||h_t||^2``: ``[B, T]`` (expanded for `WalkedFeatures`; all terms are sums of products of
+  non-negative ReLU features and token weights in RSKP, so no cancellation)."""
+  if isinstance(h, WalkedFeatures):
+    xq = jnp.einsum("btd,bkd->bkt", h.x, h.q)
+    gram = jnp.einsum("bkd,bjd->bkj", h.q, h.q)
+    zz = jnp.einsum("bkj,bjt->bkt", gram, h.z)
+    return h.scale**2 * (jnp.sum(jnp.square(h.x), axis=-1)
+                         + jnp.sum(h.z * (2.0 * xq + zz), axis=1))
+  return jnp.sum(jnp.square(h), axis=-1)
+
+
+def _pool(weights, h):
+  """``weights^T h`` over time: ``[B, M, D]`` for ``weights [B, T, M]``."""
+  if isinstance(h, WalkedFeatures):
+    wz = jnp.einsum("btm,bkt->bmk", weights, h.z)
+    return h.scale * (jnp.einsum("btm,btd->bmd", weights, h.x)
+                      + jnp.einsum("bmk,bkd->bmd", wz, h.q))
+  return jnp.einsum("btm,btd->bmd", weights, h)
 
 
 def token_assignment(tokens, token_mask, x, mask, *, scale: float):
@@ -73,7 +131,8 @@ def token_assignment(tokens, token_mask, x, mask, *, scale: float):
     valid tokens, and ``z_hat = z / (sum_t z + 1e-9)`` over valid snippets; both 0 at padded
     snippets and invalid tokens.
   """
-  cos = jnp.einsum("bkd,btd->bkt", l2_normalize(tokens), l2_normalize(x))
+  cos = jnp.einsum("bkd,btd->bkt", l2_normalize(tokens), x)
+  cos = cos * _inverse_norm(jnp.sum(jnp.square(x), axis=-1))[:, None, :]
   z = masked_softmax(scale * cos, token_mask[:, :, None], axis=1)
   z = jnp.where(mask[:, None, :], z, 0.0)
   z_hat = z / (jnp.sum(z, axis=-1, keepdims=True) + _ASSIGN_EPS)
@@ -102,12 +161,22 @@ def em_refine(mu, x, mask, *, iterations: int, scale: float):
   return mu
 
 
-def random_walk(x, mask, tokens, token_mask, *, walk_weight: float, scale: float):
-  """Random-walk knowledge propagation (``model/main_branch.py:random_walk``).
+def random_walk(x, mask, tokens, token_mask, *, walk_weight: float,
+                scale: float) -> WalkedFeatures:
+  """Random-walk knowledge propagation (``model/main_branch.py:random_walk``), in linear time.
 
-  ``x_tilde = (1 - w) (I - w^2 A)^{-1} (w z^T y + x)`` with ``A = z^T z_hat`` (``[T, T]``),
-  computed with ``jnp.linalg.solve``. Padded snippets have zero rows and columns in ``A`` and zero
-  right-hand sides, so the system is block diagonal and the valid block is solved on its own.
+  ``x_tilde = (1 - w) (I - w^2 A)^{-1} (w z^T y + x)`` with ``A = z^T z_hat``. The authors solve
+  the dense ``[T, T]`` system; ``A`` has rank at most ``K``, so the Woodbury identity gives the
+  same vector exactly:
+
+    ``(I - w^2 z^T z_hat)^{-1} r = r + w^2 z^T (I_K - w^2 z_hat z^T)^{-1} z_hat r``,
+
+  hence ``x_tilde = (1 - w) (x + z^T q)`` with ``q = w y + w^2 (I_K - w^2 z_hat z^T)^{-1}
+  (w z_hat z^T y + z_hat x)``: O(T K D + K^3) time, O(T K + K D) memory beyond ``x``; no
+  ``[T, T]`` array. ``z_hat z^T`` is row-stochastic over valid tokens (rows of ``z_hat`` sum to 1
+  over time, columns of ``z`` to 1 over tokens), so with ``w < 1`` the ``[K, K]`` system is well
+  conditioned. Padded snippets have zero ``z`` columns and invalid tokens zero ``z`` rows, so
+  neither enters the system.
 
   Args:
     x: float ``[B, T, D]`` snippet embeddings (zero at padded snippets).
@@ -118,21 +187,23 @@ def random_walk(x, mask, tokens, token_mask, *, walk_weight: float, scale: float
     scale: cosine multiplier of the assignment softmax (5).
 
   Returns:
-    float ``[B, T, D]``, zero at padded snippets.
+    `WalkedFeatures` (``.dense()`` gives the ``[B, T, D]`` array, zero at padded snippets).
   """
   w = walk_weight
   z, z_hat = token_assignment(tokens, token_mask, x, mask, scale=scale)
-  affinity = jnp.einsum("bkt,bks->bts", z, z_hat)
-  eye = jnp.eye(x.shape[1], dtype=x.dtype)
-  rhs = w * jnp.einsum("bkt,bkd->btd", z, tokens) + x
-  return (1.0 - w) * jnp.linalg.solve(eye - w**2 * affinity, rhs)
+  walk = jnp.einsum("bkt,bjt->bkj", z_hat, z)  # z_hat z^T, [B, K, K]
+  projected = w * jnp.einsum("bkj,bjd->bkd", walk, tokens) + jnp.einsum("bkt,btd->bkd", z_hat, x)
+  small = jnp.eye(tokens.shape[1], dtype=x.dtype) - w**2 * walk
+  q = w * tokens + w**2 * jnp.linalg.solve(small, projected)
+  return WalkedFeatures(x=x, z=z, q=q, scale=1.0 - w)
 
 
 def prediction_head(x, mask, class_centres, fg_centre, *, scale: float):
   """Cosine prediction module of one branch (``model/main_branch.py:PredictionModule``).
 
   Args:
-    x: float ``[B, T, D]`` snippet features of the branch.
+    x: the branch's snippet features: float ``[B, T, D]`` or `WalkedFeatures` (the same
+      numbers, computed without forming the array).
     mask: bool ``[B, T]``.
     class_centres: float ``[C + 1, D]`` (last = background).
     fg_centre: float ``[D]`` foreground centre.
@@ -145,23 +216,44 @@ def prediction_head(x, mask, class_centres, fg_centre, *, scale: float):
     ``[B, C + 1]`` (class-wise attention-pooled video probabilities).
   """
   centres = l2_normalize(class_centres)
-  xn = l2_normalize(x)
-  frame_logits = scale * jnp.einsum("btd,cd->btc", xn, centres)
-  attention = jax.nn.sigmoid(scale * xn @ l2_normalize(fg_centre))
-  attention = jnp.where(mask, attention, 0.0)
-  frame_logits = jnp.where(mask[..., None], frame_logits, 0.0)
+  targets = jnp.concatenate([centres, l2_normalize(fg_centre)[None]], axis=0)  # [C + 2, D]
+  cos = _project(x, targets) * _inverse_norm(_squared_norm(x))[..., None]
+  frame_logits = jnp.where(mask[..., None], scale * cos[..., :-1], 0.0)
+  attention = jnp.where(mask, jax.nn.sigmoid(scale * cos[..., -1]), 0.0)
 
   ca_weights = attention / (jnp.sum(attention, axis=1, keepdims=True) + _ATTENTION_EPS)
   cw_weights = jnp.where(mask[..., None], jax.nn.sigmoid(frame_logits), 0.0)
   cw_weights = cw_weights / (jnp.sum(cw_weights, axis=1, keepdims=True) + _ATTENTION_EPS)
-  ca_feat = l2_normalize(jnp.einsum("bt,btd->bd", ca_weights, x))
-  cw_feat = l2_normalize(jnp.einsum("btc,btd->bcd", cw_weights, x))
+  pooled = l2_normalize(_pool(jnp.concatenate([ca_weights[..., None], cw_weights], axis=-1), x))
+  ca_feat, cw_feat = pooled[:, 0], pooled[:, 1:]
   return {
       "frame_logits": frame_logits,
       "attention": attention,
       "video_ca": jax.nn.softmax(scale * ca_feat @ centres.T, axis=-1),
       "video_cw": jax.nn.softmax(scale * jnp.sum(cw_feat * centres, axis=-1), axis=-1),
   }
+
+
+def video_dropout(x, keys, rate: float):
+  """Inverted dropout with one PRNG key per video (``torch.nn.Dropout`` in ``model/main_branch.py``).
+
+  Snippet ``t`` of video ``b`` keeps feature ``d`` with probability ``1 - rate`` from
+  ``bernoulli(keys[b], 1 - rate, x.shape[1:])``. With JAX's partitionable threefry (the
+  default), the draw of ``[t, d]`` does not depend on the padded length ``T``, so a video gets the
+  same mask in any batch, padded to any length.
+
+  Args:
+    x: float ``[B, T, D]``.
+    keys: ``[B]`` PRNG keys (new-style or ``uint32 [B, 2]``).
+    rate: drop probability in ``[0, 1)``.
+
+  Returns:
+    float ``[B, T, D]``: ``x / (1 - rate)`` where kept, 0 elsewhere.
+  """
+  if rate == 0.0:
+    return x
+  keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - rate, x.shape[1:]))(keys)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
 def _check(name, value, shape):
@@ -178,7 +270,10 @@ class RSKP(nn.Module):
   Parameters (as the reference initialises them): ``embedding`` Dense ``D_in -> D`` (xavier
   uniform, zero bias), ``mu`` ``[K, D]`` representative tokens (xavier), ``class_centres``
   ``[C + 1, D]`` (xavier; last row = background) and ``fg_centre`` ``[D]`` initialised to
-  ``-class_centres[-1]``. Dropout draws from the ``"dropout"`` rng when ``train=True``.
+  ``-class_centres[-1]``. Dropout (``train=True``) draws one key per video (``dropout_keys``, or
+  split from the ``"dropout"`` rng). ``walk`` is the random-walk function: the exact
+  linear-time :func:`random_walk` by default; any function with its signature that returns the
+  walked features as a ``[B, T, D]`` array or `WalkedFeatures` (e.g. a dense ``[T, T]`` solve).
   """
 
   num_classes: int = 20
@@ -189,10 +284,11 @@ class RSKP(nn.Module):
   walk_weight: float = 0.5
   logit_scale: float = 20.0
   token_scale: float = 5.0
+  walk: Callable = random_walk
 
   @nn.compact
   def __call__(self, features, valid_length, memory_tokens=None, memory_mask=None, *,
-               train: bool) -> dict:
+               train: bool, dropout_keys=None) -> dict:
     """Forward pass.
 
     Args:
@@ -202,6 +298,9 @@ class RSKP(nn.Module):
         no gradient flows into them.
       memory_mask: optional bool ``[B, M]``, valid memory tokens (all valid when None).
       train: enables dropout.
+      dropout_keys: optional ``[B]`` PRNG keys, one per video (e.g. folded from the step and the
+        video's dataset index, so that the mask does not depend on which videos share the
+        batch); default: ``B`` keys split from the ``"dropout"`` rng.
 
     Returns:
       dict with branches ``"o"`` (embedded features), ``"m"`` (walk with the EM tokens) and,
@@ -222,7 +321,11 @@ class RSKP(nn.Module):
     mask = snippet_mask(valid_length, t)
     x = nn.Dense(d, kernel_init=xavier, bias_init=nn.initializers.zeros, name="embedding")(
         features)
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
+    x = nn.relu(x)
+    if train:
+      if dropout_keys is None:
+        dropout_keys = jax.random.split(self.make_rng("dropout"), b)
+      x = video_dropout(x, dropout_keys, self.dropout_rate)
     x = jnp.where(mask[..., None], x, 0.0)
 
     mu = self.param("mu", xavier, (self.num_tokens, d))
@@ -233,8 +336,8 @@ class RSKP(nn.Module):
       return prediction_head(feats, mask, class_centres, fg_centre, scale=self.logit_scale)
 
     def walk(tokens, token_mask):
-      return random_walk(x, mask, tokens, token_mask, walk_weight=self.walk_weight,
-                         scale=self.token_scale)
+      return self.walk(x, mask, tokens, token_mask, walk_weight=self.walk_weight,
+                       scale=self.token_scale)
 
     tokens = em_refine(jnp.broadcast_to(mu, (b,) + mu.shape), x, mask,
                        iterations=self.em_iterations, scale=self.token_scale)

@@ -1,0 +1,26 @@
+r"""Semi-synthetic THUMOS14 at real size: the authors' unscaled 350-epoch schedule (warm-up,
+memory, 6 pseudo-label generations, Δ labels) on whole videos (14-2,615 snippets), D=512.
+
+  python -m launch.train --config=configs/thumos14_synth_full.py --workdir=/tmp/th14_full \
+      --config.seed=0
+
+The real THUMOS14 annotations from ``../shared/data`` with generated features (as
+``thumos14_synth.py``), the authors' learning rates and batch of 10 whole videos, evaluation every
+25 epochs. Results and wall time: README "Results", section "The full schedule at real size".
+"""
+
+from configs import thumos14_synth
+from gaufuse_jax import schedule
+
+
+def get_config():
+  c = thumos14_synth.get_config()
+  c.data.feature_dim = 512
+  c.max_snippets = 0                       # whole videos, as the authors train
+  c.schedule = schedule.reference_schedule(1.0)
+  c.eval.every_epochs = 25
+  c.checkpoint_every_epochs = 25
+  # Starting caps that hold THUMOS14's videos, so that they do not grow (recompile) mid-run.
+  c.eval.max_proposals, c.eval.max_instances = 1024, 128
+  c.pseudo.max_proposals, c.pseudo.max_instances = 1024, 128
+  return c
