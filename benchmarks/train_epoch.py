@@ -48,6 +48,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from configs import thumos14_synth  # pylint: disable=wrong-import-position
+from gaufuse_jax import compilation  # pylint: disable=wrong-import-position
 from gaufuse_jax import inference  # pylint: disable=wrong-import-position
 from gaufuse_jax import schedule as schedule_lib  # pylint: disable=wrong-import-position
 from gaufuse_jax import steps  # pylint: disable=wrong-import-position
@@ -66,24 +67,6 @@ def dense_random_walk(x, mask, tokens, token_mask, *, walk_weight, scale):
   affinity = jnp.einsum("bkt,bks->bts", z, z_hat)
   rhs = w * jnp.einsum("bkt,bkd->btd", z, tokens) + x
   return (1.0 - w) * jnp.linalg.solve(jnp.eye(x.shape[1], dtype=x.dtype) - w**2 * affinity, rhs)
-
-
-class Compilations:
-  """Counts XLA compilations and their seconds (``jax.monitoring``)."""
-
-  def __init__(self):
-    self.count, self.seconds = 0, 0.0
-    jax.monitoring.register_event_duration_secs_listener(self._listen)
-
-  def _listen(self, event, duration, **_):
-    if event.endswith("backend_compile_duration"):
-      self.count += 1
-      self.seconds += duration
-
-  def take(self):
-    out = (self.count, self.seconds)
-    self.count, self.seconds = 0, 0.0
-    return out
 
 
 def _config(dim, *, batch_size):
@@ -192,7 +175,7 @@ WAYS = ("ours", "reference way")
 
 def measure(phase: str, way: str, dim: int) -> dict:
   """One (phase, way) in this process: compile pass, then the timed pass."""
-  compilations = Compilations()
+  compilations = compilation.CompilationCounter()
   train_ds, test_ds = synthetic.make_semisynthetic_dataset(ANNOTATIONS, feature_dim=dim)
   fn, split = PHASES[phase]
   dataset = train_ds if split == "train" else test_ds

@@ -18,8 +18,8 @@ def get_config() -> ml_collections.ConfigDict:
                                    # to its own length; 0 = the whole batch padded together
   c.max_snippets = 0               # > 0: train on seeded random crops of at most this length
   c.bucket_sizes = ()              # padded lengths T_pad; () = picked from the data:
-  c.bucket_growth = 1.25           # training: rungs growing by this factor (one program each)
-  c.inference_bucket_growth = 1.5  # evaluation, pseudo labels, memory init (whole videos)
+  c.bucket_growth = 1.5            # training: rungs growing by this factor (one program each)
+  c.inference_bucket_growth = 2.0  # evaluation, pseudo labels, memory init (whole videos)
   c.memory_slots = 5               # tokens per class in the memory bank
   c.checkpoint_every_epochs = 5
   c.best_metric = "wtalc/mAP@0.1:0.7"

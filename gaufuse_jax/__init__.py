@@ -47,6 +47,7 @@ from gaufuse_jax.memory import update_memory
 # Data.
 from gaufuse_jax.data import VideoDataset
 from gaufuse_jax.data import iterate_batches
+from gaufuse_jax.data import iterate_micro_batches
 from gaufuse_jax.data import load_annotations
 from gaufuse_jax.data import load_wtalc
 from gaufuse_jax.data import make_embedded_dataset

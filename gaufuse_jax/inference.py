@@ -260,8 +260,17 @@ def pmap(fn, config, **kwargs):
 
 
 def replicate(tree, config):
-  """One copy of ``tree`` per device of ``local_devices(config)``, for pmap."""
-  return jax_utils.replicate(tree, devices=local_devices(config))
+  """One copy of ``tree`` per device of ``local_devices(config)``, for pmap.
+
+  The copies go through an identity pmap, so that they carry the sharding of pmap outputs: a
+  state whose leaves came sometimes from here and sometimes from a step would otherwise be a new
+  input signature to the compiled steps, and every step would be compiled twice.
+  """
+  return pmap(_identity, config)(jax_utils.replicate(tree, devices=local_devices(config)))
+
+
+def _identity(tree):
+  return tree
 
 
 def write_run_info(workdir, dataset) -> None:

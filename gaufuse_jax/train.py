@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from gaufuse_jax import checkpointing
+from gaufuse_jax import compilation
 from gaufuse_jax import inference
 from gaufuse_jax import input_pipeline
 from gaufuse_jax import metric_writers
@@ -41,6 +42,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ValueError: for an inconsistent config (named field).
   """
   # ------------------------------------------------------------------ setup
+  compiled = compilation.CompilationCounter()
+  run_start = time.time()
   if config.distributed and not jax.distributed.is_initialized():
     jax.distributed.initialize()  # arguments auto-detected (TPU pods, Slurm, Open MPI)
   schedule_lib.validate_schedule(config.schedule)
@@ -179,7 +182,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     rstate = rstate.replace(epoch=inference.replicate(jnp.int32(epoch + 1), config))
     n = max(sums.pop("num_videos", 0.0), 1.0)
     scalars = {f"train/{k}": v / n for k, v in sums.items()}
-    scalars.update({"lr": plan.learning_rate, "epoch_seconds": time.time() - t0})
+    programs, compile_seconds = compiled.peek()  # since the start: bounded, not per epoch
+    scalars.update({"lr": plan.learning_rate, "epoch_seconds": time.time() - t0,
+                    "compiled_programs": programs, "compile_seconds": compile_seconds})
     logging.info("epoch %d/%d: loss %.4f (%s) lr %.3g, %.1fs", epoch + 1, num_epochs,
                  scalars["train/loss"],
                  ", ".join(f"{k[6:]} {v:.3f}" for k, v in scalars.items()
@@ -207,6 +212,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config, rstate.params, test_ds, p_eval=p_eval, bucket_sizes=bucket_sizes)
   if is_main:
     inference.write_outputs(workdir, test_ds, last_metrics, last_detections)
+  programs, compile_seconds = compiled.peek()
+  logging.info("Run done in %.0f s; it compiled %d XLA programs in %.0f s.",
+               time.time() - run_start, programs, compile_seconds)
   if any(dropped.values()):
     logging.warning(
         "This run dropped %d proposals / instances in pseudo-label generations and %d in "
