@@ -15,7 +15,6 @@ from gaufuse_jax import inference
 from gaufuse_jax import input_pipeline
 from gaufuse_jax import steps
 from gaufuse_jax import viz
-from gaufuse_jax.data import batching
 from gaufuse_jax.data import wtalc
 from gaufuse_jax.models import rskp
 
@@ -159,7 +158,7 @@ def localize_features(config, workdir, features_path, output, *, checkpoint="bes
   detections, _ = inference.detect(
       config, inference.replicate(raw["params"], config), dataset,
       p_eval=inference.make_eval_step(config, model),
-      bucket_sizes=batching.default_bucket_sizes(dataset.lengths))
+      bucket_sizes=inference.bucket_sizes(config, dataset))
   results = evaluation.results_json(detections, dataset.video_names, dataset.class_names,
                                     fps=dataset.fps, frames_per_snippet=dataset.frames_per_snippet)
   evaluation.validate_results_json(results)

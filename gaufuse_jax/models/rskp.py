@@ -5,10 +5,15 @@ repositories). The model embeds the snippet features, refines ``K`` learned repr
 by EM, propagates the tokens' knowledge to the snippets with a random walk, and scores every
 branch with cosine classifiers against ``C + 1`` class centres (the last one is background).
 
+Cost: linear in the number of snippets T. The walk is solved exactly through a ``[K, K]`` system
+(Woodbury) instead of the authors' ``[T, T]`` one, and the walked branches stay factored
+(`WalkedFeatures`) through their heads.
+
 Padding: videos are batched as ``[B, T, ...]`` with ``valid_length [B]``. Every padded snippet
-(``t >= valid_length``) is zeroed after the embedding and masked out of every sum over time, every
-token assignment and the random-walk matrix, so the valid part of each output does not depend on
-``T``. Padded entries of ``frame_logits`` and ``attention`` are 0.
+(``t >= valid_length``) is zeroed after the embedding and masked out of every sum over time and
+every token assignment (so out of the walk), so the valid part of each output does not depend on
+``T``. Padded entries of ``frame_logits`` and ``attention`` are 0. Dropout draws one key per
+video and does not depend on ``T`` either (`video_dropout`).
 """
 
 from __future__ import annotations
