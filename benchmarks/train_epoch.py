@@ -129,22 +129,27 @@ def train_epoch(config, model, train_ds, bucket_sizes):
   return out
 
 
+def _inference_passes(config, dataset, bucket_sizes, run_batch):
+  """Two passes of ``run_batch`` over the sorted batches of ``dataset`` (compile, then time):
+  ``[(seconds, real snippets, padded snippets)] * 2``."""
+  out = []
+  for _ in range(2):
+    t0, real, padded = time.perf_counter(), 0, 0
+    iterator, _ = inference.batches(config, dataset, bucket_sizes=bucket_sizes)
+    for batch in iterator:
+      run_batch(batch)
+      r, p = _snippets(batch)
+      real, padded = real + r, padded + p
+    out.append((time.perf_counter() - t0, real, padded))
+  return out
+
+
 def evaluation_pass(config, model, test_ds, bucket_sizes):
   """Seconds of one localization pass over ``test_ds`` (mAP computed untimed)."""
   _, state = _state(config, model, test_ds, bucket_sizes)
   params = inference.replicate(state.params, config)
   p_eval = inference.make_eval_step(config, model)
-  out = []
-  for _ in range(2):
-    t0 = time.perf_counter()
-    iterator, _ = inference.batches(config, test_ds, bucket_sizes=bucket_sizes)
-    real = padded = 0
-    for batch in iterator:
-      p_eval(params, batch)
-      r, p = _snippets(batch)
-      real, padded = real + r, padded + p
-    out.append((time.perf_counter() - t0, real, padded))
-  return out
+  return _inference_passes(config, test_ds, bucket_sizes, lambda batch: p_eval(params, batch))
 
 
 def generation_pass(config, model, train_ds, bucket_sizes):
@@ -153,19 +158,13 @@ def generation_pass(config, model, train_ds, bucket_sizes):
   params = inference.replicate(state.params, config)
   p_pseudo = inference.make_pseudo_label_step(config, model)
   temps = np.full((1,), 0.03, np.float32)
-  out = []
-  for _ in range(2):
-    t0 = time.perf_counter()
-    iterator, _ = inference.batches(config, train_ds, bucket_sizes=bucket_sizes)
-    real = padded = 0
-    for batch in iterator:
-      labels, _ = p_pseudo(params, batch, temps, None)
-      if not np.isfinite(labels).all():
-        raise FloatingPointError("non-finite pseudo labels")
-      r, p = _snippets(batch)
-      real, padded = real + r, padded + p
-    out.append((time.perf_counter() - t0, real, padded))
-  return out
+
+  def run_batch(batch):
+    labels, _ = p_pseudo(params, batch, temps, None)
+    if not np.isfinite(labels).all():
+      raise FloatingPointError("non-finite pseudo labels")
+
+  return _inference_passes(config, train_ds, bucket_sizes, run_batch)
 
 
 PHASES = {"train": (train_epoch, "train"), "eval": (evaluation_pass, "test"),

@@ -444,6 +444,30 @@ def test_checkpointer_keeps_latest_two_and_best(tmp_path):
 
 # ------------------------------------------------------------------ data parallelism
 
+def _four_video_step(*, seed, layout, memory_sign):
+  """4 embedded videos (3 classes, D=8, at most 32 snippets), the tiny model, and a state with a
+  filled 3 x 2 memory bank (tokens ``memory_sign(normal)``) and two random label generations;
+  hyper-parameters of a Δ-label step with memory."""
+  config = tiny.get_config()
+  ds, _ = embedded.make_embedded_dataset(seed=seed, num_train=4, num_test=1, num_classes=3,
+                                         feature_dim=8, layout=layout)
+  model = inference.build_model(config, ds)
+  tx = train_state_lib.make_optimizer(config)
+  state = train_state_lib.create_train_state(
+      model, tx, jax.random.PRNGKey(0), num_videos=4, max_snippets=32, feature_dim=8,
+      num_classes=3, memory_slots=2)
+  rng = np.random.default_rng(0)
+  state = state.replace(
+      memory=memory_lib.MemoryBank(
+          tokens=jnp.asarray(memory_sign(rng.normal(size=(3, 2, 8))), jnp.float32),
+          scores=jnp.asarray(rng.uniform(size=(3, 2)), jnp.float32)),
+      generations=jnp.asarray(rng.uniform(size=(2, 4, 32, 4)), jnp.float32))
+  hparams = {"learning_rate": np.float32(1e-3), "spl_weight": np.float32(1.0),
+             "pseudo_weight": np.float32(10.0), "label_mode": np.int32(schedule_lib.LABEL_DELTA),
+             "delta_scale": np.float32(2.0)}
+  return ds, model, tx, state, hparams
+
+
 def test_train_step_two_devices_equals_one():
   """One pmapped train step over 2 devices (2 videos each) equals 1 device with the same 4
   videos: gradients, metrics and the memory update are summed/gathered over devices. Dropout
@@ -453,23 +477,9 @@ def test_train_step_two_devices_equals_one():
   # A deadlocked XLA:CPU collective must fail the run, not hang it.
   faulthandler.dump_traceback_later(300, exit=True)
   try:
-    config = tiny.get_config()
-    ds, _ = embedded.make_embedded_dataset(
-        seed=0, num_train=4, num_test=1, num_classes=3, feature_dim=8,
-        layout=embedded.EmbeddedLayout(median_length=20, min_length=8, max_length=32))
-    model = inference.build_model(config, ds)
-    tx = train_state_lib.make_optimizer(config)
-    state = train_state_lib.create_train_state(
-        model, tx, jax.random.PRNGKey(0), num_videos=4, max_snippets=32, feature_dim=8,
-        num_classes=3, memory_slots=2)
-    rng = np.random.default_rng(0)
-    state = state.replace(
-        memory=memory_lib.MemoryBank(tokens=jnp.asarray(rng.normal(size=(3, 2, 8)), jnp.float32),
-                                     scores=jnp.asarray(rng.uniform(size=(3, 2)), jnp.float32)),
-        generations=jnp.asarray(rng.uniform(size=(2, 4, 32, 4)), jnp.float32))
-    hparams = {"learning_rate": np.float32(1e-3), "spl_weight": np.float32(1.0),
-               "pseudo_weight": np.float32(10.0), "label_mode": np.int32(schedule_lib.LABEL_DELTA),
-               "delta_scale": np.float32(2.0)}
+    ds, model, tx, state, hparams = _four_video_step(
+        seed=0, layout=embedded.EmbeddedLayout(median_length=20, min_length=8, max_length=32),
+        memory_sign=lambda x: x)
     results = {}
     for n in (1, 2):
       devices = jax.local_devices()[:n]
@@ -501,25 +511,10 @@ def test_micro_batches_equal_the_plain_padded_batch():
   labelled classes) gives the parameters, memory, optimizer state and metrics of the plain
   padded batch (the 4 videos padded together to 32, all 3 x 2 memory slots). Dropout on (one
   key per video), memory branch on, Δ pseudo labels on."""
-  config = tiny.get_config()
-  ds, _ = embedded.make_embedded_dataset(
-      seed=1, num_train=4, num_test=1, num_classes=3, feature_dim=8,
-      layout=embedded.EmbeddedLayout(median_length=14, min_length=5, max_length=32))
+  ds, model, tx, state, hparams = _four_video_step(
+      seed=1, layout=embedded.EmbeddedLayout(median_length=14, min_length=5, max_length=32),
+      memory_sign=np.abs)
   assert ds.lengths.max() <= 32 and len(set(ds.lengths.tolist())) > 1
-  model = inference.build_model(config, ds)
-  tx = train_state_lib.make_optimizer(config)
-  state = train_state_lib.create_train_state(
-      model, tx, jax.random.PRNGKey(0), num_videos=4, max_snippets=32, feature_dim=8,
-      num_classes=3, memory_slots=2)
-  rng = np.random.default_rng(0)
-  state = state.replace(
-      memory=memory_lib.MemoryBank(tokens=jnp.asarray(np.abs(rng.normal(size=(3, 2, 8))),
-                                                      jnp.float32),
-                                   scores=jnp.asarray(rng.uniform(size=(3, 2)), jnp.float32)),
-      generations=jnp.asarray(rng.uniform(size=(2, 4, 32, 4)), jnp.float32))
-  hparams = {"learning_rate": np.float32(1e-3), "spl_weight": np.float32(1.0),
-             "pseudo_weight": np.float32(10.0), "label_mode": np.int32(schedule_lib.LABEL_DELTA),
-             "delta_scale": np.float32(2.0)}
   put = lambda tree: jax_utils.replicate(tree, jax.local_devices()[:1])
   pmap = lambda fn, **kw: jax.pmap(fn, axis_name=steps.AXIS, devices=jax.local_devices()[:1], **kw)
   kw = dict(model=model, use_memory=True, pseudo_frame_coef=0.8)
