@@ -22,8 +22,9 @@ Phases (what the schedule runs most): the training epoch is the full step (memor
 Δ pseudo labels in the loss); evaluation localizes the 212 test videos with Gaussian fusion;
 the generation makes the LinPro pseudo labels of the 200 training videos. Every program is
 compiled in a first, untimed pass (the number of programs and their compile seconds are
-printed), then the pass is timed; each measurement runs in its own process. Printed per phase: seconds, snippets/s (real snippets), padding overhead (padded / real
-snippets) and the speed-up of ours over the reference way.
+printed), then the pass is timed; each measurement runs in its own process. Printed per phase:
+seconds, snippets/s (real snippets), padding overhead (padded / real snippets) and the speed-up
+of ours over the reference way.
 
 Run: ``python benchmarks/train_epoch.py [--dims=512,2048] [--phases=train,eval,pseudo]``
 (~10 minutes on 2 CPU cores at D=512). Figures: benchmarks/README.md.

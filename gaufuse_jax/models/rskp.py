@@ -240,7 +240,7 @@ def prediction_head(x, mask, class_centres, fg_centre, *, scale: float):
 
 
 def video_dropout(x, keys, rate: float):
-  """Inverted dropout with one PRNG key per video (``torch.nn.Dropout`` in ``model/main_branch.py``).
+  """Inverted dropout with one PRNG key per video (``model/main_branch.py``'s ``nn.Dropout``).
 
   Snippet ``t`` of video ``b`` keeps feature ``d`` with probability ``1 - rate`` from
   ``bernoulli(keys[b], 1 - rate, x.shape[1:])``. With JAX's partitionable threefry (the
