@@ -56,6 +56,7 @@ from gaufuse_jax import steps  # pylint: disable=wrong-import-position
 from gaufuse_jax import train_state  # pylint: disable=wrong-import-position
 from gaufuse_jax.data import synthetic  # pylint: disable=wrong-import-position
 from gaufuse_jax.models import rskp  # pylint: disable=wrong-import-position
+from gaufuse_jax.models import snippets  # pylint: disable=wrong-import-position
 
 ANNOTATIONS = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14"
                / "Thumos14reduced-Annotations")
@@ -66,7 +67,7 @@ def dense_random_walk(x, mask, tokens, token_mask, *, walk_weight, scale):
   w = walk_weight
   z, z_hat = rskp.token_assignment(tokens, token_mask, x, mask, scale=scale)
   affinity = jnp.einsum("bkt,bks->bts", z, z_hat)
-  rhs = w * jnp.einsum("bkt,bkd->btd", z, tokens) + x
+  rhs = w * jnp.einsum("bkt,bkd->btd", z, tokens) + snippets.as_snippets(x).array()
   return (1.0 - w) * jnp.linalg.solve(jnp.eye(x.shape[1], dtype=x.dtype) - w**2 * affinity, rhs)
 
 
@@ -186,7 +187,7 @@ def measure(phase: str, way: str, dim: int) -> dict:
   bucket_sizes = inference.bucket_sizes(config, *((train_ds,) if crop else (train_ds, test_ds)),
                                         crop=crop)
   model = inference.build_model(config, dataset).clone(
-      walk=rskp.random_walk if ours else dense_random_walk)
+      walk=rskp.random_walk if ours else dense_random_walk, low_rank_backward=ours)
   compilations.take()  # data and config set-up
   (_, _, _), (seconds, real, padded) = fn(config, model, dataset, bucket_sizes)
   count, compile_s = compilations.take()

@@ -18,11 +18,15 @@ video and does not depend on ``T`` either (`video_dropout`).
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+
+from gaufuse_jax.models import snippets as snippets_lib
 
 # Epsilons of the authors' code (``model/main_branch.py``): L2 normalisation, EM / walk assignment
 # normalisation over time, attention normalisation over time.
@@ -77,48 +81,46 @@ class WalkedFeatures(NamedTuple):
   so the whole walked branch costs O(T K D) and no elementwise pass over a ``[T, D]`` array.
 
   Attributes:
-    x: float ``[B, T, D]`` snippet embeddings.
+    x: the snippet embeddings ``[B, T, D]`` (``snippets.Snippets``).
     z: float ``[B, K, T]`` token assignment.
     q: float ``[B, K, D]`` token-side factor.
     scale: ``1 - w``.
   """
-  x: jax.Array
+  x: snippets_lib.Snippets
   z: jax.Array
   q: jax.Array
   scale: float
 
   def dense(self):
     """The features as an array ``[B, T, D]``."""
-    return self.scale * (self.x + jnp.einsum("bkt,bkd->btd", self.z, self.q))
+    return self.scale * (self.x.array() + jnp.einsum("bkt,bkd->btd", self.z, self.q))
 
 
 def _project(h, w):
   """``h @ w^T``: ``[B, T, M]`` for features ``h`` (array or `WalkedFeatures`), ``w [M, D]``."""
   if isinstance(h, WalkedFeatures):
     low = jnp.einsum("bkt,bkm->btm", h.z, jnp.einsum("bkd,md->bkm", h.q, w))
-    return h.scale * (jnp.einsum("btd,md->btm", h.x, w) + low)
-  return jnp.einsum("btd,md->btm", h, w)
+    return h.scale * (h.x.project(w) + low)
+  return snippets_lib.as_snippets(h).project(w)
 
 
 def _squared_norm(h):
   """``||h_t||^2``: ``[B, T]`` (expanded for `WalkedFeatures`; all terms are sums of products of
   non-negative ReLU features and token weights in RSKP, so no cancellation)."""
   if isinstance(h, WalkedFeatures):
-    xq = jnp.einsum("btd,bkd->bkt", h.x, h.q)
+    xq = jnp.swapaxes(h.x.project(h.q), 1, 2)  # [B, K, T]
     gram = jnp.einsum("bkd,bjd->bkj", h.q, h.q)
     zz = jnp.einsum("bkj,bjt->bkt", gram, h.z)
-    return h.scale**2 * (jnp.sum(jnp.square(h.x), axis=-1)
-                         + jnp.sum(h.z * (2.0 * xq + zz), axis=1))
-  return jnp.sum(jnp.square(h), axis=-1)
+    return h.scale**2 * (h.x.squared_norm() + jnp.sum(h.z * (2.0 * xq + zz), axis=1))
+  return snippets_lib.as_snippets(h).squared_norm()
 
 
 def _pool(weights, h):
   """``weights^T h`` over time: ``[B, M, D]`` for ``weights [B, T, M]``."""
   if isinstance(h, WalkedFeatures):
     wz = jnp.einsum("btm,bkt->bmk", weights, h.z)
-    return h.scale * (jnp.einsum("btm,btd->bmd", weights, h.x)
-                      + jnp.einsum("bmk,bkd->bmd", wz, h.q))
-  return jnp.einsum("btm,btd->bmd", weights, h)
+    return h.scale * (h.x.pool(weights) + jnp.einsum("bmk,bkd->bmd", wz, h.q))
+  return snippets_lib.as_snippets(h).pool(weights)
 
 
 def token_assignment(tokens, token_mask, x, mask, *, scale: float):
@@ -127,7 +129,7 @@ def token_assignment(tokens, token_mask, x, mask, *, scale: float):
   Args:
     tokens: float ``[B, K, D]``.
     token_mask: bool ``[B, K]``, valid tokens.
-    x: float ``[B, T, D]`` snippet embeddings.
+    x: float ``[B, T, D]`` snippet embeddings (an array or ``snippets.Snippets``).
     mask: bool ``[B, T]``, valid snippets.
     scale: temperature multiplier of the cosine (5 in the reference).
 
@@ -136,8 +138,9 @@ def token_assignment(tokens, token_mask, x, mask, *, scale: float):
     valid tokens, and ``z_hat = z / (sum_t z + 1e-9)`` over valid snippets; both 0 at padded
     snippets and invalid tokens.
   """
-  cos = jnp.einsum("bkd,btd->bkt", l2_normalize(tokens), x)
-  cos = cos * _inverse_norm(jnp.sum(jnp.square(x), axis=-1))[:, None, :]
+  x = snippets_lib.as_snippets(x)
+  cos = jnp.swapaxes(x.project(l2_normalize(tokens)), 1, 2)
+  cos = cos * _inverse_norm(x.squared_norm())[:, None, :]
   z = masked_softmax(scale * cos, token_mask[:, :, None], axis=1)
   z = jnp.where(mask[:, None, :], z, 0.0)
   z_hat = z / (jnp.sum(z, axis=-1, keepdims=True) + _ASSIGN_EPS)
@@ -151,7 +154,7 @@ def em_refine(mu, x, mask, *, iterations: int, scale: float):
 
   Args:
     mu: float ``[B, K, D]`` initial tokens.
-    x: float ``[B, T, D]`` snippet embeddings.
+    x: float ``[B, T, D]`` snippet embeddings (an array or ``snippets.Snippets``).
     mask: bool ``[B, T]``.
     iterations: number of EM iterations (2).
     scale: cosine multiplier of the assignment softmax (5).
@@ -159,10 +162,11 @@ def em_refine(mu, x, mask, *, iterations: int, scale: float):
   Returns:
     float ``[B, K, D]`` refined tokens.
   """
+  x = snippets_lib.as_snippets(x)
   token_mask = jnp.ones(mu.shape[:2], bool)
   for _ in range(iterations):
     _, z_hat = token_assignment(mu, token_mask, x, mask, scale=scale)
-    mu = jnp.einsum("bkt,btd->bkd", z_hat, x)
+    mu = x.pool(jnp.swapaxes(z_hat, 1, 2))
   return mu
 
 
@@ -178,13 +182,15 @@ def random_walk(x, mask, tokens, token_mask, *, walk_weight: float,
 
   hence ``x_tilde = (1 - w) (x + z^T q)`` with ``q = w y + w^2 (I_K - w^2 z_hat z^T)^{-1}
   (w z_hat z^T y + z_hat x)``: O(T K D + K^3) time, O(T K + K D) memory beyond ``x``; no
-  ``[T, T]`` array. ``z_hat z^T`` is row-stochastic over valid tokens (rows of ``z_hat`` sum to 1
-  over time, columns of ``z`` to 1 over tokens), so with ``w < 1`` the ``[K, K]`` system is well
-  conditioned. Padded snippets have zero ``z`` columns and invalid tokens zero ``z`` rows, so
-  neither enters the system.
+  ``[T, T]`` array. ``z_hat z^T`` is non-negative with rows summing to at most 1 (rows of
+  ``z_hat`` sum to at most 1 over time, columns of ``z`` to 1 over valid tokens), so for ``w < 1``
+  the ``[K, K]`` inverse is the Neumann series of ``w^2 z_hat z^T``, summed to float64 precision
+  as a product of matrix squares (`_inverse_of_identity_minus`). Padded snippets have zero ``z``
+  columns and invalid tokens zero ``z`` rows, so neither enters the system.
 
   Args:
-    x: float ``[B, T, D]`` snippet embeddings (zero at padded snippets).
+    x: float ``[B, T, D]`` snippet embeddings, zero at padded snippets (an array or
+      ``snippets.Snippets``).
     mask: bool ``[B, T]``.
     tokens: float ``[B, K, D]`` tokens ``y`` (EM tokens or memory tokens).
     token_mask: bool ``[B, K]``; with no valid token the result is ``(1 - w) x``.
@@ -193,14 +199,36 @@ def random_walk(x, mask, tokens, token_mask, *, walk_weight: float,
 
   Returns:
     `WalkedFeatures` (``.dense()`` gives the ``[B, T, D]`` array, zero at padded snippets).
+
+  Raises:
+    ValueError: unless ``0 <= walk_weight < 1``.
   """
   w = walk_weight
+  if not 0.0 <= w < 1.0:
+    raise ValueError(f"random_walk: walk_weight must be in [0, 1), got {w}")
+  x = snippets_lib.as_snippets(x)
   z, z_hat = token_assignment(tokens, token_mask, x, mask, scale=scale)
   walk = jnp.einsum("bkt,bjt->bkj", z_hat, z)  # z_hat z^T, [B, K, K]
-  projected = w * jnp.einsum("bkj,bjd->bkd", walk, tokens) + jnp.einsum("bkt,btd->bkd", z_hat, x)
-  small = jnp.eye(tokens.shape[1], dtype=x.dtype) - w**2 * walk
-  q = w * tokens + w**2 * jnp.linalg.solve(small, projected)
+  projected = w * jnp.einsum("bkj,bjd->bkd", walk, tokens) + x.pool(jnp.swapaxes(z_hat, 1, 2))
+  inverse = _inverse_of_identity_minus(w**2 * walk, bound=w**2)
+  q = w * tokens + w**2 * jnp.einsum("bkj,bjd->bkd", inverse, projected)
   return WalkedFeatures(x=x, z=z, q=q, scale=1.0 - w)
+
+
+def _inverse_of_identity_minus(a, *, bound: float):
+  """``(I - a)^{-1}`` for ``a [B, K, K]`` with ``||a||_inf <= bound < 1``: the Neumann series
+  ``sum_n a^n`` as the product ``(I + a)(I + a^2)(I + a^4)...`` with enough factors that the
+  remainder is below ``bound^(2^f) / (1 - bound) < 1e-17`` (5 factors at ``bound = 0.25``); only
+  ``[K, K]`` matrix products, so it is cheap and differentiable."""
+  eye = jnp.eye(a.shape[-1], dtype=a.dtype)
+  if bound == 0.0:
+    return jnp.broadcast_to(eye, a.shape)
+  factors = max(1, math.ceil(math.log2(math.log(1e-17 * (1.0 - bound)) / math.log(bound))))
+  inverse, power = eye + a, a
+  for _ in range(factors - 1):
+    power = power @ power
+    inverse = inverse + inverse @ power
+  return inverse
 
 
 def prediction_head(x, mask, class_centres, fg_centre, *, scale: float):
@@ -278,7 +306,11 @@ class RSKP(nn.Module):
   ``-class_centres[-1]``. Dropout (``train=True``) draws one key per video (``dropout_keys``, or
   split from the ``"dropout"`` rng). ``walk`` is the random-walk function: the exact
   linear-time :func:`random_walk` by default; any function with its signature that returns the
-  walked features as a ``[B, T, D]`` array or `WalkedFeatures` (e.g. a dense ``[T, T]`` solve).
+  walked features as a ``[B, T, D]`` array or `WalkedFeatures` (e.g. a dense ``[T, T]`` solve);
+  it receives the embeddings as ``snippets.Snippets`` (``.array()`` gives the array).
+  ``low_rank_backward`` gathers the gradient of the embeddings in one matrix product
+  (``snippets.low_rank_backward``; the same gradient up to float rounding, much less memory
+  traffic); False gives plain autodiff.
   """
 
   num_classes: int = 20
@@ -290,6 +322,7 @@ class RSKP(nn.Module):
   logit_scale: float = 20.0
   token_scale: float = 5.0
   walk: Callable = random_walk
+  low_rank_backward: bool = True
 
   @nn.compact
   def __call__(self, features, valid_length, memory_tokens=None, memory_mask=None, *,
@@ -337,6 +370,27 @@ class RSKP(nn.Module):
     class_centres = self.param("class_centres", xavier, (c1, d))
     fg_centre = self.param("fg_centre", lambda _: -class_centres[-1])
 
+    memory = None
+    if memory_tokens is not None:
+      memory_tokens = jnp.asarray(memory_tokens)
+      _check("memory_tokens", memory_tokens, (b, None, d))
+      if memory_mask is None:
+        memory_mask = jnp.ones(memory_tokens.shape[:2], bool)
+      memory_mask = jnp.asarray(memory_mask, bool)
+      _check("memory_mask", memory_mask, memory_tokens.shape[:2])
+      memory = (jax.lax.stop_gradient(memory_tokens), memory_mask)
+    elif memory_mask is not None:
+      raise ValueError("RSKP: memory_mask given without memory_tokens")
+
+    branches = functools.partial(self._branches, mask=mask)
+    if self.low_rank_backward:
+      branches = snippets_lib.low_rank_backward(branches)
+    return branches(x, mu, class_centres, fg_centre, memory)
+
+  def _branches(self, x, mu, class_centres, fg_centre, memory, *, mask):
+    """Everything after the embedding: EM, walks and the heads of branches o, m (and r)."""
+    b = mask.shape[0]
+
     def head(feats):
       return prediction_head(feats, mask, class_centres, fg_centre, scale=self.logit_scale)
 
@@ -344,6 +398,7 @@ class RSKP(nn.Module):
       return self.walk(x, mask, tokens, token_mask, walk_weight=self.walk_weight,
                        scale=self.token_scale)
 
+    x = snippets_lib.as_snippets(x)
     tokens = em_refine(jnp.broadcast_to(mu, (b,) + mu.shape), x, mask,
                        iterations=self.em_iterations, scale=self.token_scale)
     token_logits = self.logit_scale * jnp.einsum(
@@ -354,14 +409,6 @@ class RSKP(nn.Module):
         "tokens": tokens,
         "token_scores": jax.nn.softmax(token_logits, axis=-1),
     }
-    if memory_tokens is not None:
-      memory_tokens = jnp.asarray(memory_tokens)
-      _check("memory_tokens", memory_tokens, (b, None, d))
-      if memory_mask is None:
-        memory_mask = jnp.ones(memory_tokens.shape[:2], bool)
-      memory_mask = jnp.asarray(memory_mask, bool)
-      _check("memory_mask", memory_mask, memory_tokens.shape[:2])
-      out["r"] = head(walk(jax.lax.stop_gradient(memory_tokens), memory_mask))
-    elif memory_mask is not None:
-      raise ValueError("RSKP: memory_mask given without memory_tokens")
+    if memory is not None:
+      out["r"] = head(walk(*memory))
     return out
