@@ -22,6 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.inference_bucket_growth = 2.0  # evaluation, pseudo labels, memory init (whole videos)
   c.memory_slots = 5               # tokens per class in the memory bank
   c.checkpoint_every_epochs = 5
+  c.keep_checkpoint_every_epochs = 0  # > 0: also keep the checkpoints of its multiples
   c.best_metric = "wtalc/mAP@0.1:0.7"
   c.grow_caps = True               # double max_proposals / max_instances instead of dropping
 

@@ -36,27 +36,32 @@ def _set_aside_unreadable_metrics(directory: pathlib.Path) -> None:
 
 
 class Checkpointer:
-  """Keeps the ``keep_latest`` newest steps and the one with the best ``best_metric``.
+  """Keeps the ``keep_latest`` newest steps, the one with the best ``best_metric`` and, when
+  ``keep_every > 0``, every step that is a multiple of ``keep_every``.
 
   Args:
     directory: where the steps live (created if missing).
     best_metric: key of the metrics dict passed to ``save`` that ranks steps (higher is better).
     keep_latest: how many of the newest steps to keep.
+    keep_every: also keep the steps that are multiples of it (0: none).
   """
 
-  def __init__(self, directory, *, best_metric: str, keep_latest: int = 2):
+  def __init__(self, directory, *, best_metric: str, keep_latest: int = 2, keep_every: int = 0):
     self.directory = pathlib.Path(directory).absolute()
     self.best_metric = best_metric
     if jax.process_index() == 0:
       _set_aside_unreadable_metrics(self.directory)
     if jax.process_count() > 1:  # no process opens the steps before process 0 set files aside
       multihost_utils.sync_global_devices("gaufuse_checkpointer_init")
-    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+    policies = [
         ocp.checkpoint_managers.LatestN(n=keep_latest),
         ocp.checkpoint_managers.BestN(
             get_metric_fn=lambda metrics: metrics[best_metric], reverse=False, n=1,
             keep_checkpoints_without_metrics=False),
-    ])
+    ]
+    if keep_every:
+      policies.append(ocp.checkpoint_managers.EveryNSteps(interval_steps=keep_every))
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy(policies)
     self._manager = ocp.CheckpointManager(
         self.directory,
         # One unnamed item, fixed here. Left to orbax, the layout is inferred from the first step

@@ -78,7 +78,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       num_classes=train_ds.num_classes, memory_slots=config.memory_slots)
 
   # ------------------------------------------------------------------ resume
-  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", best_metric=config.best_metric)
+  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", best_metric=config.best_metric,
+                                    keep_every=config.keep_checkpoint_every_epochs)
   restored, _ = ckpt.restore(state)
   if restored is not None:
     state = restored

@@ -335,6 +335,15 @@ def _saved_steps(directory, steps=(1, 2, 3)):
   ckpt.close()
 
 
+def test_checkpointer_keeps_the_multiples_of_keep_every(tmp_path):
+  """Latest 2, the best, and every multiple of ``keep_every``; nothing else."""
+  ckpt = checkpointing.Checkpointer(tmp_path, best_metric="m", keep_every=4)
+  for s in range(1, 11):
+    ckpt.save(s, _small_state(s), {"m": 5.0 if s == 3 else 0.0} if s % 2 else None)
+  assert ckpt.steps() == [3, 4, 8, 9, 10]
+  ckpt.close()
+
+
 def _garble(path: pathlib.Path, *, everything: bool):
   """Overwrites the array data files under ``path`` (every file with ``everything``)."""
   files = [f for f in path.rglob("*") if f.is_file()]
