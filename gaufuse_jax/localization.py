@@ -54,6 +54,10 @@ class LocalizationConfig:
       fusion and NMS give the detections of the copies, on fewer rows, and ``max_proposals``
       holds more distinct runs. ``None`` (default): on for fusion and NMS, off for soft-NMS
       (which decays every copy on its own and so needs them).
+    pair_chunk: (video, class) pairs localized together. Only the pairs that pass the class
+      gate are localized (the reference's loop skips the others), in chunks of this many, so
+      the work follows the number of gated pairs (typically 1-3 classes of 20 per video), not
+      ``B * C``.
   """
   class_threshold: float = 0.16
   thresholds: tuple[float, ...] = dataclasses.field(default_factory=reference_thresholds)
@@ -69,6 +73,7 @@ class LocalizationConfig:
   template: str = "gaussian"
   soft_nms_sigma: float = 0.5
   merge_duplicates: bool | None = None
+  pair_chunk: int = 8
 
   def __post_init__(self):
     seg_lib.check_conventions("LocalizationConfig", self.conventions)
@@ -78,6 +83,8 @@ class LocalizationConfig:
     if not 1 <= self.max_instances <= self.max_proposals:
       raise ValueError(f"LocalizationConfig.max_instances must be in [1, max_proposals="
                        f"{self.max_proposals}], got {self.max_instances}")
+    if self.pair_chunk < 1:
+      raise ValueError(f"LocalizationConfig.pair_chunk must be >= 1, got {self.pair_chunk}")
     if self.merge_duplicates is None:
       object.__setattr__(self, "merge_duplicates", self.suppression != "soft_nms")
     elif self.merge_duplicates and self.suppression == "soft_nms":
@@ -116,11 +123,13 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
     ``[B, C, K, 2]`` in snippets, scores = fused OIC score, valid, index, count), in seed order;
     stats: ``gated [B, C]`` bool, ``proposals_dropped [B, C]`` int32 (runs beyond
     ``max_proposals``) and ``instances_dropped [B, C]`` int32 (instances beyond
-    ``max_instances``).
+    ``max_instances``). Pairs that fail the gate get empty detections (``Detections`` padding)
+    and zero counts.
   """
   thresholds = jnp.asarray(cfg.thresholds, jnp.float32)
   gated = video_scores >= cfg.class_threshold
   temperature = cfg.temperature if temperature is None else temperature
+  b, t, c = cas.shape
 
   def one(cas_1d, length, gate):
     props = proposals_lib.generate_proposals(
@@ -132,12 +141,38 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
     kept = jnp.minimum(out.count, cfg.max_instances)
     return out._replace(count=kept), props.num_dropped, out.count - kept
 
-  per_class = jax.vmap(one, in_axes=(1, None, 0))               # over C
-  per_video = jax.vmap(per_class, in_axes=(0, 0, 0))            # over B
-  instances, proposals_dropped, instances_dropped = per_video(cas, valid_length, gated)
+  # The gated (video, class) pairs first, then chunks of them until none is left; one extra
+  # row (index b * c) takes the padding of the last chunk.
+  pairs = b * c
+  chunk = min(cfg.pair_chunk, pairs)
+  num_chunks = -(-pairs // chunk)
+  gate = jnp.append(gated.reshape(pairs), False)
+  order = jnp.full(num_chunks * chunk, pairs, jnp.int32).at[:pairs].set(
+      jnp.argsort(~gate[:pairs], stable=True).astype(jnp.int32))
+  cas_pairs = jnp.concatenate([jnp.swapaxes(cas, 1, 2).reshape(pairs, t),
+                               jnp.zeros((1, t), cas.dtype)])
+  lengths = jnp.append(jnp.repeat(jnp.asarray(valid_length, jnp.int32), c), 0)
+
+  run = jax.vmap(one)
+  shapes = jax.eval_shape(run, cas_pairs[:chunk], lengths[:chunk], gate[:chunk])
+  # What a pair without valid proposals gives: Detections padding, no drops.
+  fill = (suppression.Detections(segments=0, scores=0, valid=False, index=-1, count=0), 0, 0)
+  empty = jax.tree.map(lambda f, s: jnp.full((pairs + 1,) + s.shape[1:], f, s.dtype), fill, shapes)
+
+  def body(carry):
+    i, out = carry
+    idx = jax.lax.dynamic_slice_in_dim(order, i * chunk, chunk)
+    res = run(cas_pairs[idx], lengths[idx], gate[idx])
+    return i + 1, jax.tree.map(lambda a, r: a.at[idx].set(r), out, res)
+
+  num_gated = jnp.sum(gate)
+  _, (instances, proposals_dropped, instances_dropped) = jax.lax.while_loop(
+      lambda carry: carry[0] * chunk < num_gated, body, (jnp.int32(0), empty))
+  unflatten = lambda a: a[:pairs].reshape((b, c) + a.shape[1:])
+  instances = jax.tree.map(unflatten, instances)
   return instances, {"gated": gated,
-                     "proposals_dropped": jnp.where(gated, proposals_dropped, 0),
-                     "instances_dropped": instances_dropped}
+                     "proposals_dropped": jnp.where(gated, unflatten(proposals_dropped), 0),
+                     "instances_dropped": unflatten(instances_dropped)}
 
 
 def grow_caps(cfg: LocalizationConfig, *, proposals_dropped: int, instances_dropped: int
