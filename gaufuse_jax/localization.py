@@ -56,8 +56,7 @@ class LocalizationConfig:
       (which decays every copy on its own and so needs them).
     pair_chunk: (video, class) pairs localized together. Only the pairs that pass the class
       gate are localized (the reference's loop skips the others), in chunks of this many, so
-      the work follows the number of gated pairs (typically 1-3 classes of 20 per video), not
-      ``B * C``.
+      the work follows the number of gated pairs, not ``B * C``.
   """
   class_threshold: float = 0.16
   thresholds: tuple[float, ...] = dataclasses.field(default_factory=reference_thresholds)
