@@ -18,7 +18,6 @@ video and does not depend on ``T`` either (`video_dropout`).
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Callable, NamedTuple
 
@@ -382,12 +381,12 @@ class RSKP(nn.Module):
     elif memory_mask is not None:
       raise ValueError("RSKP: memory_mask given without memory_tokens")
 
-    branches = functools.partial(self._branches, mask=mask)
+    branches = self._branches
     if self.low_rank_backward:
       branches = snippets_lib.low_rank_backward(branches)
-    return branches(x, mu, class_centres, fg_centre, memory)
+    return branches(x, mu, class_centres, fg_centre, memory, mask)
 
-  def _branches(self, x, mu, class_centres, fg_centre, memory, *, mask):
+  def _branches(self, x, mu, class_centres, fg_centre, memory, mask):
     """Everything after the embedding: EM, walks and the heads of branches o, m (and r)."""
     b = mask.shape[0]
 

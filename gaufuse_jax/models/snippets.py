@@ -90,7 +90,8 @@ def low_rank_backward(fn: Callable) -> Callable:
 
   Args:
     fn: ``fn(snippets, *args) -> outputs`` (any pytree of float arrays); ``args`` are pytrees of
-      arrays (float ones get gradients).
+      arrays (float ones get gradients). Every traced value ``fn`` uses must come through
+      ``x`` or ``args`` (no closure over traced arrays).
 
   Returns:
     ``f(x, *args)`` with ``x`` a float ``[B, T, D]`` array, differentiable in ``x`` and ``args``.
@@ -106,15 +107,19 @@ def low_rank_backward(fn: Callable) -> Callable:
     return fn(Snippets(x), *args)
 
   def fwd(x, *args):
+    # A first pass only records the uses' shapes (its ops are unused: XLA drops them). Not
+    # jax.eval_shape: fn may close over tracers of the enclosing trace (e.g. a mask).
     recorder = Snippets(x)
-    jax.eval_shape(lambda a: fn(recorder, *a), args)
+    fn(recorder, *args)
     probes = {k: [jnp.zeros(s.shape, s.dtype) for s in recorder.shapes[k]] for k in _KINDS}
-    out, vjp, operands = jax.vjp(lambda a, p: run(x, a, p), args, probes, has_aux=True)
+    # x is a primal too (not a closed-over constant, which the enclosing trace would leak); its
+    # autodiff cotangent is never used, so XLA drops that computation.
+    out, vjp, operands = jax.vjp(lambda x, a, p: run(x, a, p), x, args, probes, has_aux=True)
     return out, (x, vjp, operands)
 
   def bwd(res, g_out):
     x, vjp, operands = res
-    g_args, g = vjp(g_out)
+    _, g_args, g = vjp(g_out)
     left = list(g["project"]) + list(operands["pool"])  # [B, T, M] each
     right = list(operands["project"]) + list(g["pool"])  # [B, M, D] each
     dx = jnp.zeros_like(x)
