@@ -107,14 +107,14 @@ def low_rank_backward(fn: Callable) -> Callable:
     return fn(Snippets(x), *args)
 
   def fwd(x, *args):
-    # A first pass only records the uses' shapes (its ops are unused: XLA drops them). Not
-    # jax.eval_shape: fn may close over tracers of the enclosing trace (e.g. a mask).
+    # A first pass only records the uses' shapes (its ops are unused: XLA drops them), in the
+    # enclosing trace: jax.eval_shape would start a new one.
     recorder = Snippets(x)
     fn(recorder, *args)
     probes = {k: [jnp.zeros(s.shape, s.dtype) for s in recorder.shapes[k]] for k in _KINDS}
     # x is a primal too (not a closed-over constant, which the enclosing trace would leak); its
     # autodiff cotangent is never used, so XLA drops that computation.
-    out, vjp, operands = jax.vjp(lambda x, a, p: run(x, a, p), x, args, probes, has_aux=True)
+    out, vjp, operands = jax.vjp(run, x, args, probes, has_aux=True)
     return out, (x, vjp, operands)
 
   def bwd(res, g_out):
