@@ -15,9 +15,9 @@ dense ``[T, T]`` solve per video and branch) and plain autodiff
 (``RSKP(low_rank_backward=False)``), one whole video at a time, gradients accumulated over 10
 videos, one update; evaluation and pseudo labels one video at a time. Its videos are padded to
 the length buckets of ``config.bucket_growth`` (ours: the same for training,
-``config.inference_bucket_growth`` for inference) so that it does not compile one program per
-distinct length; that makes it slightly faster than the authors' code would be in JAX, never
-slower.
+``config.inference_buckets`` sizes fitted to the sorted batches for inference) so that it does
+not compile one program per distinct length; that makes it slightly faster than the authors'
+code would be in JAX, never slower.
 
 Phases (what the schedule runs most): the training epoch is the full step (memory branch on,
 Δ pseudo labels in the loss); evaluation localizes the 212 test videos with Gaussian fusion;
@@ -184,11 +184,10 @@ def measure(phase: str, way: str, dim: int) -> dict:
   ours = way == "ours"
   # Both ways accumulate 10 videos per update; inference: batches of 10 vs one video at a time.
   config = _config(dim, batch_size=10 if ours or phase == "train" else 1)
-  if not ours:  # one video at a time: the finer training ladder pads it less
-    config.inference_bucket_growth = config.bucket_growth
   crop = phase == "train"
-  bucket_sizes = inference.bucket_sizes(config, *((train_ds,) if crop else (train_ds, test_ds)),
-                                        crop=crop)
+  datasets = (train_ds,) if crop else (train_ds, test_ds)
+  # The reference way infers one video at a time: the training ladder pads it least.
+  bucket_sizes = inference.bucket_sizes(config, *datasets, crop=crop or not ours)
   model = inference.build_model(config, dataset).clone(
       walk=rskp.random_walk if ours else dense_random_walk, low_rank_backward=ours)
   compilations.take()  # data and config set-up

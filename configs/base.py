@@ -19,7 +19,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.max_snippets = 0               # > 0: train on seeded random crops of at most this length
   c.bucket_sizes = ()              # padded lengths T_pad; () = picked from the data:
   c.bucket_growth = 1.5            # training: rungs growing by this factor (one program each)
-  c.inference_bucket_growth = 3.0  # evaluation, pseudo labels, memory init (whole videos)
+  c.inference_buckets = 4          # whole videos (evaluation, pseudo labels, memory init): this
+                                   # many sizes, fitted to the sorted batches of the data
   c.memory_slots = 5               # tokens per class in the memory bank
   c.checkpoint_every_epochs = 5
   c.keep_checkpoint_every_epochs = 0  # > 0: also keep the checkpoints of its multiples

@@ -24,12 +24,17 @@ from gaufuse_jax.fusion import gaussian_weighted_fusion
 from gaufuse_jax.localization import LocalizationConfig
 from gaufuse_jax.localization import localize
 # LinPro and Δ pseudo labels (paper §3.2-3.3).
+from gaufuse_jax.linpro import LinproSolution
+from gaufuse_jax.linpro import linpro_assemble
 from gaufuse_jax.linpro import linpro_constraints
 from gaufuse_jax.linpro import linpro_labels
+from gaufuse_jax.linpro import linpro_solve
 from gaufuse_jax.pseudo_labels import PseudoLabelConfig
 from gaufuse_jax.pseudo_labels import delta_pseudo_labels
+from gaufuse_jax.pseudo_labels import assemble_pseudo_labels
 from gaufuse_jax.pseudo_labels import generate_pseudo_labels
 from gaufuse_jax.pseudo_labels import pseudo_label_loss
+from gaufuse_jax.pseudo_labels import solve_pseudo_labels
 # Evaluation.
 from gaufuse_jax.evaluation import classification_map
 from gaufuse_jax.evaluation import detection_map

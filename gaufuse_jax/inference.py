@@ -21,6 +21,7 @@ import tqdm
 from gaufuse_jax import evaluation
 from gaufuse_jax import input_pipeline
 from gaufuse_jax import localization
+from gaufuse_jax import pseudo_labels as pl_lib
 from gaufuse_jax import steps
 from gaufuse_jax.data import batching
 from gaufuse_jax.models import rskp
@@ -61,15 +62,22 @@ def train_batches(config, dataset, *, epoch, bucket_sizes):
 
 
 def bucket_sizes(config, *datasets, crop=False) -> tuple[int, ...]:
-  """``config.bucket_sizes``, or the used rungs of a geometric ladder of the lengths of all
-  ``datasets`` when empty (``batching.default_bucket_sizes``): growth
-  ``config.inference_bucket_growth`` for whole videos (evaluation, pseudo labels: batches of
-  similar lengths, fewer programs), ``config.bucket_growth`` with ``crop`` (training, one video
-  per micro-batch, crops of ``config.max_snippets``)."""
-  return tuple(config.bucket_sizes) or batching.default_bucket_sizes(
-      np.concatenate([d.lengths for d in datasets]),
-      growth=config.bucket_growth if crop else config.inference_bucket_growth,
-      max_snippets=(config.max_snippets or None) if crop else None)
+  """``config.bucket_sizes`` when set; else, for whole videos (evaluation, pseudo labels, memory
+  initialisation: the batches of ``batches``, fixed in advance), the
+  ``config.inference_buckets`` sizes that pad the batches of all ``datasets`` least
+  (``batching.fitted_bucket_sizes``); with ``crop`` (training, one video per micro-batch, crops
+  of ``config.max_snippets``), the used rungs of the ladder of ``config.bucket_growth``
+  (``batching.default_bucket_sizes``)."""
+  if config.bucket_sizes:
+    return tuple(config.bucket_sizes)
+  if crop:
+    return batching.default_bucket_sizes(
+        np.concatenate([d.lengths for d in datasets]), growth=config.bucket_growth,
+        max_snippets=config.max_snippets or None)
+  per_batch = config.batch_size * jax.process_count()
+  longest = [np.sort(d.lengths)[::-1][::per_batch] for d in datasets]  # of each sorted batch
+  return batching.fitted_bucket_sizes(np.concatenate(longest),
+                                      num_buckets=config.inference_buckets)
 
 
 def build_model(config, dataset) -> rskp.RSKP:
@@ -143,15 +151,31 @@ def make_eval_step(config, model) -> GrowingStep:
 
 
 def make_pseudo_label_step(config, model) -> GrowingStep:
-  """The pmapped pseudo-label step of ``config.pseudo`` (see ``steps.pseudo_label_step``),
-  growing its caps when ``config.grow_caps``."""
+  """The pseudo-label step of ``config.pseudo``, growing its caps when ``config.grow_caps``:
+  ``step(params, batch, temperatures, rngs) -> (labels [n, B, T, C+1], diagnostics)`` on the
+  host (see ``pseudo_labels.generate_pseudo_labels``). Three pmapped programs: the teacher's
+  instances (``steps.pseudo_label_instances``, one per length bucket), their LPs
+  (``pseudo_labels.solve_pseudo_labels``: its shapes do not depend on the length, so it compiles
+  once per caps, not per bucket) and the labels (``assemble_pseudo_labels``, small)."""
   pl_config = input_pipeline.pseudo_label_config(config.pseudo)
+  assemble = pmap(lambda solution, lengths, num_snippets: pl_lib.assemble_pseudo_labels(
+      solution, lengths, num_snippets=num_snippets), config, static_broadcasted_argnums=(2,))
 
   def make(loc_config):
-    return pmap(functools.partial(
-        steps.pseudo_label_step, model=model,
-        pl_config=dataclasses.replace(pl_config, localization=loc_config),
+    instances = pmap(functools.partial(
+        steps.pseudo_label_instances, model=model, loc_config=loc_config,
         frame_coef=config.pseudo.frame_coef, video_coef=config.pseudo.video_coef), config)
+    solve = pmap(functools.partial(pl_lib.solve_pseudo_labels,
+                                   cfg=dataclasses.replace(pl_config, localization=loc_config)),
+                 config)
+
+    def step(params, batch, temperatures, rngs):
+      found, stats = instances(params, batch, temperatures, rngs)
+      solution, diagnostics = solve(found, batch["valid_length"])
+      labels = assemble(solution, batch["valid_length"], batch["features"].shape[-2])
+      drops = {k: stats[k] for k in ("proposals_dropped", "instances_dropped")}
+      return labels, {**diagnostics, **drops}
+    return step
   return GrowingStep(make, pl_config.localization, grow=config.grow_caps, name="pseudo labels")
 
 

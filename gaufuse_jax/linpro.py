@@ -33,8 +33,13 @@ their values. We do that exactly and cheaply:
   ``O(K^3)``). Only non-empty blocks are solved: the blocks of all problems of a batch are pooled
   per tier and solved on a fixed number of lanes, one batched Newton step at a time, a lane taking
   the next block as soon as its block is certified (a loop of data-dependent length: a batch
-  costs the sum of its blocks' steps), so problems without rows (classes gated off) and unused
-  tiers cost nothing.
+  costs the sum of its blocks' steps), so unused tiers cost nothing. The problems with rows are
+  taken ``problem_chunk`` at a time until none is left (``active_map.map_active``), so problems
+  without rows (classes gated off) cost nothing either, whatever the instance cap ``K``.
+* **Pieces.** The labels of a problem are constant on the regions of its blocks and 0 between
+  blocks: ``linpro_solve`` returns them as at most ``5 K`` pieces (``LinproSolution``), whose
+  shapes do not depend on the padded length ``T``, so one compiled LP serves videos of every
+  length; ``linpro_assemble`` lays them out on ``T`` snippets. ``linpro_labels`` is the two.
 * **Infeasible LPs** (e.g. a negative score on an instance without outer area, nested instances
   without outer area whose scores decrease inwards, identical rows with different scores; the
   authors' ``utils/utils.py:convert_segment_to_tensor`` writes NaN into the labels then) are
@@ -89,6 +94,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 
+from gaufuse_jax import active_map
 from gaufuse_jax import segments as segments_lib
 
 Normalize = Literal["sum", "mean"]
@@ -105,6 +111,7 @@ _INNER, _OUTER = 1, 2
 # Exact for feasible problems when above the largest optimal dual. Measured with HiGHS: max |dual|
 # 2 on the benchmark workload, 14 on adversarial random problems (tests compare with HiGHS).
 _PENALTY = 1e3
+_NO_PIECE = 2**31 - 1  # start of an unused piece of a LinproSolution: after every snippet
 
 
 # --------------------------------------------------------------------------------------------
@@ -740,34 +747,34 @@ def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, norma
   return jax.lax.cond(jnp.any(in_tier), solve, empty, in_tier)
 
 
-def _assemble_labels(tiers, num_problems, num_snippets):
-  """``[P, T]`` labels from the regions of all tiers' blocks.
+def _solution_pieces(tiers, num_problems, num_pieces):
+  """``LinproSolution`` leaves ``[P, num_pieces]`` from the regions of all tiers' blocks.
 
-  Each used region ``[points[j], points[j+1])`` of a block of problem ``p`` marks its first
-  snippet with its index and each block end marks 0 (the label after it), on one axis of
-  ``P * (T + 1)`` positions; a snippet takes the label of the last mark at or before it. Blocks
-  of one problem cover disjoint snippets, so this is exact.
+  Each used region ``[points[j], points[j+1])`` of a block starts a piece with its label; each
+  block end starts a piece of label 0 (the gap after it). A region start and another block's
+  end may fall on one snippet: the region's piece sorts last there, so it wins. Blocks of one
+  problem cover disjoint snippets, so the pieces are exact.
   """
-  span = num_snippets + 1
-  size = num_problems * span
-  values, marks, ids = [jnp.zeros((1,), tiers[0].value.dtype)], [], []
-  offset = 1
+  problem, start, is_region, value = [], [], [], []
   for tier in tiers:
-    base = (tier.problem * span)[:, None]
     region = tier.used[:, None] & (tier.points[:, 1:] > tier.points[:, :-1])
-    marks += [jnp.where(region, base + tier.points[:, :-1], size).ravel(),
-              jnp.where(tier.used, base[:, 0] + tier.points[:, -1], size)]
-    ids += [offset + jnp.arange(tier.value.size, dtype=jnp.int32),
-            jnp.zeros(tier.used.shape, jnp.int32)]
-    values.append(tier.value.ravel())
-    offset += tier.value.size
-  mark = jnp.full((size,), -1, jnp.int32).at[jnp.concatenate(marks)].max(
-      jnp.concatenate(ids), mode="drop")  # a region start beats a block end at the same snippet
-  position = jnp.arange(size, dtype=jnp.int32)
-  # A parallel prefix scan: XLA:CPU lowers jax.lax.cummax to a reduce_window, 3-4x slower here.
-  last = jax.lax.associative_scan(jnp.maximum, jnp.where(mark >= 0, position, -1))
-  index = jnp.where(last >= 0, mark[jnp.maximum(last, 0)], 0)
-  return jnp.concatenate(values)[index].reshape(num_problems, span)[:, :num_snippets]
+    for use, begin, val, kind in ((region, tier.points[:, :-1], tier.value, 1),
+                                  (tier.used[:, None], tier.points[:, -1:],
+                                   jnp.zeros_like(tier.value[:, :1]), 0)):
+      problem.append(jnp.where(use, tier.problem[:, None], num_problems).ravel())
+      start.append(begin.ravel())
+      is_region.append(jnp.full(begin.size, kind, jnp.int32))
+      value.append(val.ravel())
+  problem, start, is_region, value = (jnp.concatenate(x)
+                                      for x in (problem, start, is_region, value))
+  order = jnp.lexsort((is_region, start, problem))  # unused pieces (problem P) last
+  problem, start, value = problem[order], start[order], value[order]
+  slot = jnp.arange(problem.size) - jnp.searchsorted(problem, problem, side="left")
+  target = (problem, slot)  # problem P (unused) is dropped
+  starts = jnp.full((num_problems, num_pieces), _NO_PIECE, jnp.int32).at[target].set(
+      start.astype(jnp.int32), mode="drop")
+  values = jnp.zeros((num_problems, num_pieces), value.dtype).at[target].set(value, mode="drop")
+  return starts, values
 
 
 def _problem_info(tiers, num_problems):
@@ -794,13 +801,117 @@ def _problem_info(tiers, num_problems):
   }
 
 
+class LinproSolution(NamedTuple):
+  """LinPro labels of problems as pieces, independent of the padded length ``T``.
+
+  Piece ``j`` of a problem covers ``[starts[j], starts[j + 1])`` (the last one runs to the end)
+  with label ``values[j]``; snippets before the first piece are 0. Unused pieces have start
+  ``2**31 - 1`` (never reached). ``linpro_assemble`` turns it into ``[..., T]`` labels.
+
+  Attributes:
+    starts: ``[..., M]`` int32 first snippet of each piece, increasing; ``M = 5 K`` for ``K``
+      instance rows (at most 4 regions per row and one gap per block).
+    values: ``[..., M]`` float label of each piece, in ``[0, 1]``, finite.
+  """
+  starts: jax.Array
+  values: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("outer_rule", "conventions", "normalize", "solver",
+                                             "block_rows", "tol", "max_iter", "problem_chunk"))
+def linpro_solve(segments, scores, valid, valid_length, *,
+                 outer_rule: segments_lib.OuterRule = "gaufuse",
+                 conventions: segments_lib.Conventions = "reference", normalize: Normalize = "sum",
+                 solver: Solver = "ipm", block_rows=8, tol=None, max_iter=None, problem_chunk=8):
+  """The LinPro LPs of padded problems (paper eq. 5-6), solved; labels as ``LinproSolution``.
+
+  The shapes of the result do not depend on the padded length ``T``, so one compiled program
+  serves videos of every length (``linpro_assemble`` makes the ``[..., T]`` labels).
+  ``linpro_labels`` documents the arguments (all but ``num_snippets``).
+
+  Returns:
+    ``(solution, info)``: ``LinproSolution`` with leaves ``[..., 5 K]``; ``info`` as in
+    ``linpro_labels`` without ``objective``.
+
+  Raises:
+    ValueError: for bad shapes or unknown options.
+  """
+  _check_options(outer_rule, normalize, solver)
+  segments, scores, valid = _as_arrays(segments, scores, valid)
+  _check_shapes(segments, scores, valid, "linpro_solve")
+  if block_rows < 1:
+    raise ValueError(f"linpro_solve: block_rows must be >= 1, got {block_rows}")
+  batch_shape, num_rows = scores.shape[:-1], scores.shape[-1]
+  valid_length = jnp.broadcast_to(jnp.asarray(valid_length, jnp.int32), batch_shape).reshape(-1)
+  problems = (segments.reshape((-1, num_rows, 2)), scores.reshape((-1, num_rows)),
+              valid.reshape((-1, num_rows)), valid_length)
+  solve = functools.partial(
+      _solve_problems, outer_rule=outer_rule, conventions=conventions, normalize=normalize,
+      solver=solver, block_rows=block_rows,
+      tol=default_tolerance(solver, scores.dtype) if tol is None else tol,
+      max_iter=default_max_iter(solver) if max_iter is None else max_iter)
+  # Problems without rows: no pieces, STATUS_SOLVED (0), nothing violated.
+  fill = (LinproSolution(starts=_NO_PIECE, values=0), 0)
+  solution, info = active_map.map_active(lambda p: solve(*p), problems,
+                                         jnp.any(problems[2], axis=1), chunk=problem_chunk,
+                                         fill=fill)
+  return jax.tree.map(lambda v: v.reshape(batch_shape + v.shape[1:]), (solution, info))
+
+
+def _solve_problems(segments, scores, valid, valid_length, *, outer_rule, conventions, normalize,
+                    solver, block_rows, tol, max_iter):
+  """``linpro_solve`` of ``P`` problems (``[P, K, 2]``, ``[P, K]``, ``[P, K]``, ``[P]``)."""
+  num_problems, num_rows = scores.shape
+  areas = jax.vmap(functools.partial(instance_areas, outer_rule=outer_rule,
+                                     conventions=conventions))(segments, valid, valid_length)
+  components = jax.vmap(_components)(areas, valid)
+  tiers = [_solve_tier(areas, valid, scores, components, block_rows=rows, min_size=min_size,
+                       normalize=normalize, solver=solver, tol=tol, max_iter=max_iter)
+           for rows, min_size in _tiers(num_rows, block_rows)]
+  info = _problem_info(tiers, num_problems)
+  ok = info.pop("ok")
+  starts, values = _solution_pieces(tiers, num_problems, 5 * num_rows)
+  values = jnp.where(ok[:, None] & jnp.isfinite(values), values, 0.0).astype(scores.dtype)
+  num_violated = jnp.where(ok, info["num_violated_rows"], 0).astype(jnp.int32)
+  info.update(
+      status=jnp.where(ok, jnp.where(num_violated > 0, STATUS_RELAXED, STATUS_SOLVED),
+                       STATUS_FAILED).astype(jnp.int32),
+      num_violated_rows=num_violated,
+      max_violation=jnp.where(ok, info["max_violation"], 0.0))
+  return LinproSolution(starts, values), info
+
+
+@functools.partial(jax.jit, static_argnames=("num_snippets",))
+def linpro_assemble(solution: LinproSolution, valid_length, *, num_snippets):
+  """``[..., T]`` snippet labels of a ``LinproSolution`` (``linpro_solve``).
+
+  Args:
+    solution: ``LinproSolution`` with leaves ``[..., M]``.
+    valid_length: ``[...]`` int (broadcast), real snippets ``L``; labels at ``t >= L`` are 0.
+    num_snippets: static ``T``.
+
+  Returns:
+    ``[..., T]`` labels, the dtype of ``solution.values``.
+  """
+  batch_shape = solution.starts.shape[:-1]
+  starts = solution.starts.reshape((-1, solution.starts.shape[-1]))
+  values = solution.values.reshape(starts.shape)
+  valid_length = jnp.broadcast_to(jnp.asarray(valid_length, jnp.int32), batch_shape).reshape(-1)
+  t = jnp.arange(num_snippets, dtype=jnp.int32)
+  piece = jax.vmap(lambda s: jnp.searchsorted(s, t, side="right"))(starts) - 1
+  labels = jnp.take_along_axis(values, jnp.maximum(piece, 0), axis=1)
+  labels = jnp.where((piece >= 0) & (t[None, :] < valid_length[:, None]), labels, 0.0)
+  return labels.reshape(batch_shape + (num_snippets,))
+
+
 @functools.partial(jax.jit, static_argnames=("num_snippets", "outer_rule", "conventions",
                                              "normalize", "solver", "block_rows", "tol",
-                                             "max_iter"))
+                                             "max_iter", "problem_chunk"))
 def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
                   outer_rule: segments_lib.OuterRule = "gaufuse",
                   conventions: segments_lib.Conventions = "reference", normalize: Normalize = "sum",
-                  solver: Solver = "ipm", block_rows=8, tol=None, max_iter=None):
+                  solver: Solver = "ipm", block_rows=8, tol=None, max_iter=None,
+                  problem_chunk=8):
   """LinPro snippet labels of padded problems (paper eq. 5-6, with equivalent snippets averaged).
 
   Args:
@@ -822,6 +933,10 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
       Only non-empty blocks are solved: problems without valid rows cost nothing.
     tol: relative tolerance (stopping and acceptance); default ``default_tolerance``.
     max_iter: iteration limit; default ``default_max_iter``.
+    problem_chunk: static number of problems solved together. Problems with valid rows are
+      taken ``problem_chunk`` at a time in a loop that stops when none is left, so a batch
+      costs its problems with rows (e.g. the classes that pass the class gate), not all of
+      them; the labels do not depend on it.
 
   Returns:
     ``labels``: ``[..., T]`` float (float32, float64 with x64), in ``[0, 1]``, finite; equal on
@@ -834,36 +949,9 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
   Raises:
     ValueError: for bad shapes or unknown options.
   """
-  _check_options(outer_rule, normalize, solver)
-  segments, scores, valid = _as_arrays(segments, scores, valid)
-  _check_shapes(segments, scores, valid, "linpro_labels")
-  if block_rows < 1:
-    raise ValueError(f"linpro_labels: block_rows must be >= 1, got {block_rows}")
-  batch_shape, num_rows = scores.shape[:-1], scores.shape[-1]
-  valid_length = jnp.broadcast_to(jnp.asarray(valid_length, jnp.int32), batch_shape).reshape(-1)
-  segments = segments.reshape((-1, num_rows, 2))
-  scores, valid = scores.reshape((-1, num_rows)), valid.reshape((-1, num_rows))
-  num_problems = scores.shape[0]
-  tol = default_tolerance(solver, scores.dtype) if tol is None else tol
-  max_iter = default_max_iter(solver) if max_iter is None else max_iter
-  areas = jax.vmap(functools.partial(instance_areas, outer_rule=outer_rule,
-                                     conventions=conventions))(segments, valid, valid_length)
-  components = jax.vmap(_components)(areas, valid)
-  tiers = [_solve_tier(areas, valid, scores, components, block_rows=rows, min_size=min_size,
-                       normalize=normalize, solver=solver, tol=tol, max_iter=max_iter)
-           for rows, min_size in _tiers(num_rows, block_rows)]
-  info = _problem_info(tiers, num_problems)
-  ok = info.pop("ok")
-  labels = _assemble_labels(tiers, num_problems, num_snippets)
-  t = jnp.arange(num_snippets)
-  labels = jnp.where(ok[:, None] & (t[None, :] < valid_length[:, None]) & jnp.isfinite(labels),
-                     labels, 0.0).astype(scores.dtype)
-  num_violated = jnp.where(ok, info["num_violated_rows"], 0).astype(jnp.int32)
-  info.update(
-      status=jnp.where(ok, jnp.where(num_violated > 0, STATUS_RELAXED, STATUS_SOLVED),
-                       STATUS_FAILED).astype(jnp.int32),
-      num_violated_rows=num_violated,
-      max_violation=jnp.where(ok, info["max_violation"], 0.0),
-      objective=jnp.sum(labels, axis=-1))
-  return labels.reshape(batch_shape + (num_snippets,)), jax.tree.map(
-      lambda v: v.reshape(batch_shape), info)
+  solution, info = linpro_solve(
+      segments, scores, valid, valid_length, outer_rule=outer_rule, conventions=conventions,
+      normalize=normalize, solver=solver, block_rows=block_rows, tol=tol, max_iter=max_iter,
+      problem_chunk=problem_chunk)
+  labels = linpro_assemble(solution, valid_length, num_snippets=num_snippets)
+  return labels, dict(info, objective=jnp.sum(labels, axis=-1))

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gaufuse_jax import active_map
 from gaufuse_jax import fusion
 from gaufuse_jax import segments as seg_lib
 from gaufuse_jax import proposals as proposals_lib
@@ -140,34 +141,14 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
     kept = jnp.minimum(out.count, cfg.max_instances)
     return out._replace(count=kept), props.num_dropped, out.count - kept
 
-  # The gated (video, class) pairs first, then chunks of them until none is left; one extra
-  # row (index b * c) takes the padding of the last chunk.
-  pairs = b * c
-  chunk = min(cfg.pair_chunk, pairs)
-  num_chunks = -(-pairs // chunk)
-  gate = jnp.append(gated.reshape(pairs), False)
-  order = jnp.full(num_chunks * chunk, pairs, jnp.int32).at[:pairs].set(
-      jnp.argsort(~gate[:pairs], stable=True).astype(jnp.int32))
-  cas_pairs = jnp.concatenate([jnp.swapaxes(cas, 1, 2).reshape(pairs, t),
-                               jnp.zeros((1, t), cas.dtype)])
-  lengths = jnp.append(jnp.repeat(jnp.asarray(valid_length, jnp.int32), c), 0)
-
-  run = jax.vmap(one)
-  shapes = jax.eval_shape(run, cas_pairs[:chunk], lengths[:chunk], gate[:chunk])
   # What a pair without valid proposals gives: Detections padding, no drops.
   fill = (suppression.Detections(segments=0, scores=0, valid=False, index=-1, count=0), 0, 0)
-  empty = jax.tree.map(lambda f, s: jnp.full((pairs + 1,) + s.shape[1:], f, s.dtype), fill, shapes)
-
-  def body(carry):
-    i, out = carry
-    idx = jax.lax.dynamic_slice_in_dim(order, i * chunk, chunk)
-    res = run(cas_pairs[idx], lengths[idx], gate[idx])
-    return i + 1, jax.tree.map(lambda a, r: a.at[idx].set(r), out, res)
-
-  num_gated = jnp.sum(gate)
-  _, (instances, proposals_dropped, instances_dropped) = jax.lax.while_loop(
-      lambda carry: carry[0] * chunk < num_gated, body, (jnp.int32(0), empty))
-  unflatten = lambda a: a[:pairs].reshape((b, c) + a.shape[1:])
+  gate = gated.reshape(b * c)
+  pairs = (jnp.swapaxes(cas, 1, 2).reshape(b * c, t),
+           jnp.repeat(jnp.asarray(valid_length, jnp.int32), c), gate)
+  instances, proposals_dropped, instances_dropped = active_map.map_active(
+      lambda p: jax.vmap(one)(*p), pairs, gate, chunk=cfg.pair_chunk, fill=fill)
+  unflatten = lambda a: a.reshape((b, c) + a.shape[1:])
   instances = jax.tree.map(unflatten, instances)
   return instances, {"gated": gated,
                      "proposals_dropped": jnp.where(gated, unflatten(proposals_dropped), 0),

@@ -3,8 +3,8 @@
 ``generate_pseudo_labels`` turns a teacher's CAS into snippet labels with exactly the
 post-processing used at test time (``localization.localize``: class gate, multi-threshold OIC
 proposals, Gaussian weighted fusion), at the training temperature, followed by the LinPro LP
-(``linpro.linpro_labels``). One jitted function over ``[B, T, C']``; no Python loop over videos
-or classes.
+(``linpro.linpro_solve`` and ``linpro.linpro_assemble``). Jitted functions over ``[B, T, C']``;
+no Python loop over videos or classes.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConf
   Every class, background included, whose video score passes ``cfg.localization.class_threshold``
   is localized (ground-truth labels are NOT used, as in the reference), its fused instances
   become the rows of the LP, and the LP solution is the class's label column. Classes that are
-  gated off or have no instance get zeros.
+  gated off or have no instance get zeros. The composition of ``localization.localize``,
+  ``solve_pseudo_labels`` and ``assemble_pseudo_labels`` (which a training run compiles as
+  separate programs: the LP's shapes do not depend on ``T``, so it compiles once).
 
   Args:
     cas: ``[B, T, C']`` float CAS (C' = classes + background).
@@ -60,25 +62,46 @@ def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConf
     (``linpro.STATUS_*``), ``lp_fallbacks`` (1 where the LP was relaxed or failed),
     ``proposals_dropped`` and ``instances_dropped`` (see ``localization.localize``).
   """
-  num_snippets = cas.shape[1]
   instances, stats = localization.localize(cas, video_scores, valid_length, cfg.localization,
                                            temperature)
-  lengths = jnp.broadcast_to(valid_length[:, None], instances.count.shape)
-  labels, info = linpro.linpro_labels(
+  solution, diagnostics = solve_pseudo_labels(instances, valid_length, cfg)
+  labels = assemble_pseudo_labels(solution, valid_length, num_snippets=cas.shape[1])
+  return labels, dict(diagnostics, proposals_dropped=stats["proposals_dropped"],
+                      instances_dropped=stats["instances_dropped"])
+
+
+def solve_pseudo_labels(instances, valid_length, cfg: PseudoLabelConfig):
+  """The LinPro LPs of a batch's fused instances (paper eq. 5-6), independent of ``T``.
+
+  Args:
+    instances: ``suppression.Detections`` with leaves ``[B, C', K]`` (``localization.localize``).
+    valid_length: ``[B]`` int real snippets per video.
+    cfg: ``PseudoLabelConfig`` (static): the LP rows' conventions, outer rule, normalisation
+      and solver.
+
+  Returns:
+    ``(solution, diagnostics)``: ``linpro.LinproSolution`` with leaves ``[B, C', 5 K]``;
+    ``num_instances``, ``lp_status`` and ``lp_fallbacks`` as in ``generate_pseudo_labels``.
+  """
+  lengths = jnp.broadcast_to(jnp.asarray(valid_length)[:, None], instances.count.shape)
+  solution, info = linpro.linpro_solve(
       instances.segments, instances.scores, instances.valid, lengths,
-      num_snippets=num_snippets, outer_rule=cfg.outer_rule,
-      conventions=cfg.localization.conventions, normalize=cfg.normalize,
-      solver=cfg.solver)
-  labels = jnp.swapaxes(labels, 1, 2).astype(jnp.float32)  # [B, C', T] -> [B, T, C']
+      outer_rule=cfg.outer_rule, conventions=cfg.localization.conventions,
+      normalize=cfg.normalize, solver=cfg.solver)
   has_rows = instances.count > 0
-  diagnostics = {
+  return solution, {
       "num_instances": instances.count,
       "lp_status": jnp.where(has_rows, info["status"], linpro.STATUS_SOLVED),
       "lp_fallbacks": (has_rows & (info["status"] != linpro.STATUS_SOLVED)).astype(jnp.int32),
-      "proposals_dropped": stats["proposals_dropped"],
-      "instances_dropped": stats["instances_dropped"],
   }
-  return labels, diagnostics
+
+
+def assemble_pseudo_labels(solution, valid_length, *, num_snippets: int):
+  """float32 ``[B, T, C']`` labels of a ``solve_pseudo_labels`` solution (leaves
+  ``[B, C', M]``); 0 at snippets ``>= valid_length [B]``; ``num_snippets`` = ``T`` (static)."""
+  lengths = jnp.broadcast_to(jnp.asarray(valid_length)[:, None], solution.starts.shape[:2])
+  labels = linpro.linpro_assemble(solution, lengths, num_snippets=num_snippets)
+  return jnp.swapaxes(labels, 1, 2).astype(jnp.float32)
 
 
 def delta_pseudo_labels(new, old, scale):

@@ -207,19 +207,22 @@ def memory_init_step(bank, params, batch, *, model):
   return _gather_and_update_memory(bank, outputs, batch)
 
 
-def pseudo_label_step(params, batch, temperature, rng, *, model, pl_config, frame_coef,
-                      video_coef):
-  """Pseudo labels ``[B,T,C+1]`` of a batch from a frozen teacher (paper §3.2).
+def pseudo_label_instances(params, batch, temperature, rng, *, model,
+                           loc_config: localization.LocalizationConfig, frame_coef, video_coef):
+  """The fused instances that become a batch's pseudo labels, from a frozen teacher (paper §3.2):
+  ``localization.localize`` of every class, background included, at the generation's fusion
+  ``temperature`` (a traced scalar). Then ``pseudo_labels.solve_pseudo_labels`` and
+  ``assemble_pseudo_labels`` (``generate_pseudo_labels`` is the three together).
 
-  ``temperature`` is the generation's fusion temperature (a traced scalar); ``rng`` turns teacher
-  dropout on (the authors' teacher is never put in eval mode), one key per video from
-  :func:`video_keys`; pass None for the deterministic default.
+  ``rng`` turns teacher dropout on (the authors' teacher is never put in eval mode), one key per
+  video from :func:`video_keys`; pass None for the deterministic default.
+
+  Returns:
+    ``(instances, stats)`` of ``localization.localize`` (leaves ``[B, C+1, K]``).
   """
   outputs = inference_outputs(params, batch, model=model, rng=rng)
   cas, video_scores = frame_and_video_scores(outputs, frame_coef=frame_coef, video_coef=video_coef)
-  labels, diagnostics = pl_lib.generate_pseudo_labels(cas, video_scores, batch["valid_length"],
-                                                      pl_config, temperature)
-  return labels, diagnostics
+  return localization.localize(cas, video_scores, batch["valid_length"], loc_config, temperature)
 
 
 def eval_step(params, batch, *, model, loc_config: localization.LocalizationConfig,

@@ -148,6 +148,29 @@ def test_default_bucket_sizes():
     batching.default_bucket_sizes([3], growth=1.0)
 
 
+def test_fitted_bucket_sizes_against_brute_force():
+  """The fitted sizes pad the batches as little as the best of every set of at most
+  ``num_buckets`` rounded batch lengths (brute force); hand case: 3 sizes for 5 batches."""
+  # (12, 30, 100): 12 + 12 + 30 + 100 + 100 = 254; next best (10, 30, 100): 270.
+  assert batching.fitted_bucket_sizes([10, 12, 30, 100, 90], num_buckets=3, multiple=1) == (
+      12, 30, 100)
+  assert batching.fitted_bucket_sizes([10, 12, 30, 100, 90], num_buckets=9, multiple=1) == (
+      10, 12, 30, 90, 100)
+  rng = np.random.default_rng(0)
+  for _ in range(200):
+    lengths = rng.integers(1, 400, rng.integers(1, 12))
+    k = int(rng.integers(1, 6))
+    sizes = batching.fitted_bucket_sizes(lengths, num_buckets=k)
+    assert len(sizes) <= k and sizes[-1] >= lengths.max() and all(s % 16 == 0 for s in sizes)
+    cost = lambda bs: np.asarray(bs)[np.searchsorted(bs, lengths)].sum()
+    candidates = np.unique(-(-lengths // 16) * 16)
+    best = min(cost(sorted(c) + [candidates[-1]]) for r in range(k)
+               for c in itertools.combinations(candidates[:-1], r))
+    assert cost(sizes) == best, (lengths, k, sizes)
+  with pytest.raises(ValueError, match=r"num_buckets >= 1 \(0\)"):
+    batching.fitted_bucket_sizes([3], num_buckets=0)
+
+
 def test_padding_overhead_on_thumos14_training_lengths(shared_data):
   """Real THUMOS14 training lengths (14-2,615 snippets): with the default buckets, one video per
   micro-batch pads by at most 1.3x overall (1.10x); batches of 10 videos sorted by length (the

@@ -333,3 +333,40 @@ def test_bad_input_raises():
     linpro.linpro_labels(seg, np.zeros(4), va, 5, num_snippets=5)
   with pytest.raises(ValueError, match="segments"):
     linpro.linpro_labels(np.zeros((3, 3)), sc, va, 5, num_snippets=5)
+
+
+@pytest.mark.parametrize("problem_chunk", [1, 3, 64])
+def test_problem_chunk_changes_nothing(problem_chunk):
+  """Problems with rows taken a chunk at a time give the labels and info of all at once (float64:
+  other chunks batch the same blocks differently, which moves float32 labels by round-off);
+  problems without rows (here every other one) get zeros and ``STATUS_SOLVED``."""
+  num_snippets = 50
+  segments, scores, valid, length = _random_problems(11, 8, 6, num_snippets)
+  valid[::2] = False
+  run = functools.partial(linpro.linpro_labels, num_snippets=num_snippets)
+  with jax.enable_x64(True):
+    expected, expected_info = run(segments, scores, valid, length, problem_chunk=len(scores))
+    labels, info = run(segments, scores, valid, length, problem_chunk=problem_chunk)
+  np.testing.assert_allclose(labels, expected, rtol=0, atol=1e-9)
+  for key, value in expected_info.items():
+    np.testing.assert_allclose(info[key], value, rtol=1e-9, atol=1e-9, err_msg=key)
+  assert not np.any(np.asarray(labels)[::2]) and np.asarray(labels)[1::2].any()
+  assert not np.any(np.asarray(info["status"])[::2])
+  assert np.all(np.asarray(info["iterations"])[1::2] > 0)
+
+
+def test_solution_is_independent_of_the_padded_length():
+  """``linpro_solve`` has no ``T``: its pieces laid out on any ``T >= L`` give the labels of
+  ``linpro_labels`` at that ``T`` (zeros past ``L``), and the piece starts are increasing."""
+  segments, scores, valid, length = _random_problems(3, 5, 7, 40)
+  solution, info = linpro.linpro_solve(segments, scores, valid, length)
+  assert solution.starts.shape == solution.values.shape == (5, 35)
+  used = np.asarray(solution.starts) < 2**31 - 1
+  assert np.all(np.diff(np.where(used, solution.starts, 2**31 - 1), axis=1) > 0)
+  for num_snippets in (40, 57):
+    labels, full_info = linpro.linpro_labels(segments, scores, valid, length,
+                                             num_snippets=num_snippets)
+    laid_out = linpro.linpro_assemble(solution, length, num_snippets=num_snippets)
+    np.testing.assert_array_equal(laid_out, labels)
+    assert not np.any(np.asarray(labels)[:, 40:])
+    np.testing.assert_array_equal(info["status"], full_info["status"])

@@ -65,6 +65,57 @@ def default_bucket_sizes(lengths, *, growth: float = 1.25, multiple: int = 16,
   return tuple(int(s) for s in np.unique(rungs[np.searchsorted(rungs, lengths)]))
 
 
+def fitted_bucket_sizes(batch_lengths, *, num_buckets: int, multiple: int = 16
+                        ) -> tuple[int, ...]:
+  """The ``num_buckets`` padded lengths that pad a known set of batches least.
+
+  When the batches are fixed in advance (evaluation, pseudo labels, memory initialisation:
+  videos sorted by length, see `iterate_batches`), each batch is padded to the smallest size that
+  holds its longest video; this picks the sizes (multiples of ``multiple``) that minimise the
+  total padded length of all batches, exactly (dynamic programming over the batches' longest
+  videos; an optimal size is always the rounded length of some batch). One compiled program per
+  size and step kind.
+
+  Args:
+    batch_lengths: int ``[N]``, the longest video (snippets) of each batch, N >= 1.
+    num_buckets: at most this many sizes (>= 1).
+    multiple: sizes are multiples of this (>= 1).
+
+  Returns:
+    Increasing tuple of at most ``num_buckets`` ints; the largest holds the longest batch.
+
+  Raises:
+    ValueError: empty or non-positive ``batch_lengths``, ``num_buckets`` < 1 or ``multiple`` < 1.
+  """
+  lengths = np.asarray(batch_lengths, np.int64).reshape(-1)
+  if lengths.size == 0 or lengths.min() < 1 or num_buckets < 1 or multiple < 1:
+    raise ValueError(
+        f"fitted_bucket_sizes: expected batch_lengths >= 1 (found {lengths.size} values, min "
+        f"{lengths.min() if lengths.size else None}), num_buckets >= 1 ({num_buckets}), "
+        f"multiple >= 1 ({multiple})")
+  sizes, counts = np.unique(-(-lengths // multiple) * multiple, return_counts=True)
+  n = sizes.size
+  below = np.concatenate([[0], np.cumsum(counts)])  # below[i]: batches of sizes[:i]
+  # cost[i]: least padded length of the batches of sizes[:i + 1] with sizes[i] the largest
+  # bucket; one more bucket may send the batches of sizes (p, i] to sizes[i] and the rest to the
+  # best buckets of sizes[:p + 1] (link p), or change nothing (link -1).
+  cost, links = sizes * below[1:], []
+  extra = sizes[:, None] * (below[1:, None] - below[None, 1:])  # [i, p]
+  earlier = np.tril(np.ones((n, n), bool), -1)  # p < i
+  for _ in range(min(num_buckets, n) - 1):
+    total = np.where(earlier, cost[None, :] + extra, np.iinfo(np.int64).max)
+    best = np.argmin(total, axis=1)
+    better = total[np.arange(n), best] < cost
+    cost = np.where(better, total[np.arange(n), best], cost)
+    links.append(np.where(better, best, -1))
+  chosen, i = [int(sizes[-1])], n - 1
+  for link in reversed(links):
+    if link[i] >= 0:
+      i = int(link[i])
+      chosen.append(int(sizes[i]))
+  return tuple(sorted(chosen))
+
+
 def padding_overhead(padded_lengths, lengths) -> float:
   """Padded snippets over real snippets (>= 1; 1 = no padding)."""
   return float(np.sum(padded_lengths) / max(np.sum(lengths), 1))
