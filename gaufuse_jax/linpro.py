@@ -805,12 +805,14 @@ class LinproSolution(NamedTuple):
   """LinPro labels of problems as pieces, independent of the padded length ``T``.
 
   Piece ``j`` of a problem covers ``[starts[j], starts[j + 1])`` (the last one runs to the end)
-  with label ``values[j]``; snippets before the first piece are 0. Unused pieces have start
-  ``2**31 - 1`` (never reached). ``linpro_assemble`` turns it into ``[..., T]`` labels.
+  with label ``values[j]``; snippets before the first piece are 0. Where two pieces start at
+  one snippet (a block's end and the next block's first region), the later one holds there.
+  Unused pieces have start ``2**31 - 1`` (never reached). ``linpro_assemble`` turns it into
+  ``[..., T]`` labels.
 
   Attributes:
-    starts: ``[..., M]`` int32 first snippet of each piece, increasing; ``M = 5 K`` for ``K``
-      instance rows (at most 4 regions per row and one gap per block).
+    starts: ``[..., M]`` int32 first snippet of each piece, non-decreasing; ``M = 5 K`` for
+      ``K`` instance rows (at most 4 regions per row and one gap per block).
     values: ``[..., M]`` float label of each piece, in ``[0, 1]``, finite.
   """
   starts: jax.Array
