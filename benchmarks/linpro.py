@@ -1,6 +1,6 @@
 """Speed and accuracy of LinPro pseudo labels: ours (jit, batched) vs scipy HiGHS per problem.
 
-The reference way is the authors' (reference §2, ``convert_segment_to_tensor``): one full
+The reference way is the authors' (``utils/utils.py:convert_segment_to_tensor``): one full
 T-variable LP per (video, class), built with numpy and solved by ``scipy.optimize.linprog``
 (HiGHS), in a Python loop. Ours is ``linpro.linpro_labels`` (reduced LP over classes of
 equivalent snippets, independent blocks, elastic rows) on padded batches, one call per

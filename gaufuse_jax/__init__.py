@@ -2,6 +2,9 @@
 LinPro and Δ pseudo labels (Zhou et al., CVPR 2023) on the RSKP backbone, in JAX/Flax.
 
 The public API is re-exported here (as optax does); the modules hold the implementations.
+Training is the application, not the library: ``from gaufuse_jax.train import
+train_and_evaluate`` (``import gaufuse_jax`` does not load optax, orbax, tqdm or
+ml_collections).
 Inside the library segments are half-open ``[start, end)`` in snippets; seconds only at the
 edges (data loading, results JSON).
 """
@@ -58,7 +61,54 @@ from gaufuse_jax.data import load_wtalc
 from gaufuse_jax.data import make_embedded_dataset
 from gaufuse_jax.data import make_semisynthetic_dataset
 from gaufuse_jax.data import write_wtalc
-# Training.
-from gaufuse_jax.train import train_and_evaluate
+
+__all__ = (
+    "FPS",
+    "FRAMES_PER_SNIPPET",
+    "SECONDS_PER_SNIPPET",
+    "outer_width",
+    "overlap",
+    "seconds_to_snippets",
+    "snippets_to_seconds",
+    "Proposals",
+    "generate_proposals",
+    "Detections",
+    "nms",
+    "soft_nms",
+    "gaussian_weighted_fusion",
+    "LocalizationConfig",
+    "localize",
+    "LinproSolution",
+    "linpro_assemble",
+    "linpro_constraints",
+    "linpro_labels",
+    "linpro_solve",
+    "PseudoLabelConfig",
+    "delta_pseudo_labels",
+    "assemble_pseudo_labels",
+    "generate_pseudo_labels",
+    "pseudo_label_loss",
+    "solve_pseudo_labels",
+    "classification_map",
+    "detection_map",
+    "detections_from_padded",
+    "format_map_table",
+    "results_json",
+    "validate_results_json",
+    "RSKP",
+    "rskp_losses",
+    "MemoryBank",
+    "init_memory",
+    "read_memory",
+    "update_memory",
+    "VideoDataset",
+    "iterate_batches",
+    "iterate_micro_batches",
+    "load_annotations",
+    "load_wtalc",
+    "make_embedded_dataset",
+    "make_semisynthetic_dataset",
+    "write_wtalc",
+)
 
 __version__ = "0.1.0"
