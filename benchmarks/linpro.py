@@ -24,7 +24,8 @@ Printed per solver: time, ratio to the reference, throughput in labelled snippet
 feasible LPs, status counts (solved / relaxed / failed) and mismatches (HiGHS feasible but ours
 not solved). ``--solvers`` picks solvers; ``--slow-max-rows`` limits qpax (dense ``n x n``
 Hessian), mpax and jaxopt (first-order methods), which take minutes on the big buckets, to
-buckets of at most that many rows, timed against the reference on the same problems (the default ``ipm`` is printed on both sets).
+buckets of at most that many rows, timed against the reference on the same problems (the
+default ``ipm`` is printed on both sets).
 
 Run: ``python benchmarks/linpro.py`` (about 5 minutes on 2 CPU cores, mostly compilation).
 """

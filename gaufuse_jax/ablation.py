@@ -8,7 +8,7 @@ checkpoint and runs the rest of the schedule:
 | variant         | pseudo labels after ``pseudo_start``                                 |
 |-----------------|----------------------------------------------------------------------|
 | ``backbone``    | none (the RSKP losses only, same epochs)                             |
-| ``linpro_nms``  | LinPro from hard-NMS boxes (the reference's ``use_new_predictor=False``), plain labels |
+| ``linpro_nms``  | LinPro from hard-NMS boxes (``use_new_predictor=False``), plain labels  |
 | ``linpro_fusion`` | LinPro from Gaussian weighted fusion, plain labels                 |
 | ``delta``       | LinPro from fusion, plain then Δ labels (the full method)            |
 
@@ -137,7 +137,8 @@ def _initial_params(config, train_ds):
   return model, state.params
 
 
-def run_ablation(config: ml_collections.ConfigDict, workdir, seeds, *, rows=TABLE4 + TABLE3) -> dict:
+def run_ablation(config: ml_collections.ConfigDict, workdir, seeds, *,
+                 rows=TABLE4 + TABLE3) -> dict:
   """Trains the variants that ``rows`` need for every seed and evaluates them.
 
   Args:

@@ -8,8 +8,9 @@ For one video and one class, the K fused instances ``[s_k, e_k)`` (snippets) wit
 with the inner and outer areas of ``instance_areas`` (by default exactly the authors' rows:
 inner ``[int(s_k), int(e_k))``, outer ``[int(s_k) - ceil(w), int(s_k))`` and
 ``[int(e_k), min(int(e_k) + floor(w) + 1, L - 1))``, ``w = 0.0785 len^0.9``), and ``a_k = 1``
-(``normalize="sum"``, the authors' code: a constraint on sums) or ``a_k = 1 / |area|`` (``normalize="mean"``, the paper's text: "the average score of
-snippets within an action boundary equals its confidence"). The label is the solution of
+(``normalize="sum"``, the authors' code: a constraint on sums) or ``a_k = 1 / |area|``
+(``normalize="mean"``, the paper's text: "the average score of snippets within an action
+boundary equals its confidence"). The label is the solution of
 (paper eq. 6)
 
   ``minimize sum_t x_t  subject to  A x = b,  0 <= x <= 1``,

@@ -23,7 +23,8 @@ ATTENTION_TOP_FRACTION = 8  # k = max(valid_length // 8, 1)
 
 
 def nce_loss(probs, targets):
-  """Normalised cross entropy ``-sum_c (y_c / (sum y + 1e-8)) log p_c`` (``NormalizedCrossEntropy``).
+  """Normalised cross entropy ``-sum_c (y_c / (sum y + 1e-8)) log p_c``
+  (``NormalizedCrossEntropy``).
 
   Args:
     probs: float ``[..., C + 1]`` class probabilities.
@@ -60,7 +61,8 @@ def attention_loss(attention, valid_length):
   return mean_bottom - mean_top
 
 
-def self_label_loss(logits, target_logits, valid_length, temperature: float = SELF_LABEL_TEMPERATURE):
+def self_label_loss(logits, target_logits, valid_length,
+                    temperature: float = SELF_LABEL_TEMPERATURE):
   """Self-label cross entropy (``CategoryCrossEntropy(T=0.2)``), mean over valid snippets.
 
   ``-mean_t sum_c softmax(target / T)_c * log_softmax(logits / T)_c`` with the target under

@@ -77,9 +77,10 @@ def generate_proposals(cas, valid_length, thresholds, *, max_proposals: int,
   * ``inner`` is the mean CAS over the inner area, ``outer`` over both outer areas together
     (0 when both are empty), ``score = inner - outer`` (the OIC score).
 
-  Snippets at or past ``L`` never take part, so extra padding of ``cas`` changes nothing. When more than ``max_proposals`` runs qualify, the highest-scoring ones are
-  kept and the rest counted in ``num_dropped``. The output is sorted by ``score`` descending;
-  equal scores keep the order (threshold index, start).
+  Snippets at or past ``L`` never take part, so extra padding of ``cas`` changes nothing. When
+  more than ``max_proposals`` runs qualify, the highest-scoring ones are kept and the rest
+  counted in ``num_dropped``. The output is sorted by ``score`` descending; equal scores keep
+  the order (threshold index, start).
 
   The same run ``[s, e)`` is found at every threshold in ``[max(cas[s - 1], cas[e]),
   min(cas[s:e]))``, with the same ``score`` and ``inner``: on a smooth CAS about 60% of the

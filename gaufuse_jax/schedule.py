@@ -5,7 +5,7 @@ Epochs are 0-based, as in the authors' code. With the reference settings:
 | epochs    | pseudo label in the loss      | self-label (SPL) weight | memory |
 |-----------|-------------------------------|-------------------------|--------|
 | 0-100     | none                          | 1.0                     | off    |
-| 101-200   | none                          | 0.5                     | on (initialised after epoch 100) |
+| 101-200   | none                          | 0.5                     | on (from epoch 100) |
 | 201-250   | latest generation             | 1.0                     | on     |
 | 251-300   | 2 * (latest - previous)       | 1.0                     | on     |
 | 301-349   | 2.15 * (latest - previous)    | 1.0                     | on     |

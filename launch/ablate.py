@@ -20,7 +20,8 @@ from gaufuse_jax import ablation
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory of the ablation (one run folder per seed and variant).")
+flags.DEFINE_string("workdir", None,
+                    "Directory of the ablation (one run folder per seed and variant).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Model seeds.")
 flags.DEFINE_list("variants", [], "Training variants to run (default: all of "
                   f"{', '.join(ablation.TRAINING_VARIANTS)}).")

@@ -215,7 +215,6 @@ def test_micro_batches_hold_the_steps_videos(num_devices, process_count, micro):
       got = {}
       for mb in step:
         assert mb["features"].shape[:2] == (num_devices, micro)
-        lengths = mb["valid_length"].reshape(-1)
         for j, v in enumerate(mb["video_index"].reshape(-1)):
           if v >= 0:
             got[int(v)] = (mb, j)

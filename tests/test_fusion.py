@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from gaufuse_jax import fusion
-
-gaussian_weighted_fusion = functools.partial(fusion.gaussian_weighted_fusion, conventions="exact")
-
 from test_suppression import N
 from test_suppression import overlap_np
 from test_suppression import random_case
+
+gaussian_weighted_fusion = functools.partial(fusion.gaussian_weighted_fusion, conventions="exact")
+
 
 TEMPLATES = ["gaussian", "laplace", "uniform", "student_t"]
 

@@ -1,7 +1,6 @@
 """localization.localize: only gated (video, class) pairs are localized, chunk by chunk."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

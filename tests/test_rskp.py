@@ -1,4 +1,5 @@
-"""RSKP model: shapes, initialisation, padding invariance, numpy oracle of the reference formulas."""
+"""RSKP model: shapes, initialisation, padding invariance, numpy oracle of the reference
+formulas."""
 
 import jax
 import jax.numpy as jnp
@@ -167,7 +168,8 @@ def test_matches_numpy_reference_formulas():
     np_params = jax.tree.map(np.asarray, params)
     for i in range(2):
       n = int(vl[i])
-      ref = _np_forward(np_params, np.asarray(x[i, :n]), np.asarray(mem[i])[np.asarray(mem_mask[i])])
+      ref = _np_forward(np_params, np.asarray(x[i, :n]),
+                        np.asarray(mem[i])[np.asarray(mem_mask[i])])
       for b in ("o", "m", "r"):
         ours = {k: np.asarray(v[i]) for k, v in out[b].items()}
         ours["frame_logits"], ours["attention"] = ours["frame_logits"][:n], ours["attention"][:n]

@@ -50,5 +50,6 @@ def test_overlap_candidate_and_iou():
 
 
 def test_seconds_snippets_roundtrip():
-  np.testing.assert_allclose(segments.snippets_to_seconds(segments.seconds_to_snippets(3.2)), 3.2, rtol=1e-6)
+  np.testing.assert_allclose(segments.snippets_to_seconds(segments.seconds_to_snippets(3.2)), 3.2,
+                             rtol=1e-6)
   np.testing.assert_allclose(segments.seconds_to_snippets(0.64), 1.0, rtol=1e-6)

@@ -266,7 +266,8 @@ def test_localize_features_folder(run, tmp_path):
 
 
 @pytest.mark.parametrize("bad, match", [
-    (np.zeros((20, 16), np.float32), r"bad\.npy: expected features \[T >= 2, D = 32\], found \(20, 16\)"),
+    (np.zeros((20, 16), np.float32),
+     r"bad\.npy: expected features \[T >= 2, D = 32\], found \(20, 16\)"),
     (np.zeros((20,), np.float32), r"bad\.npy: expected features \[T >= 2, D = 32\], found \(20,\)"),
     (np.full((20, 32), np.nan, np.float32), r"bad\.npy: 20 snippets hold NaN/inf"),
 ], ids=["wrong_dim", "one_dim", "nan"])

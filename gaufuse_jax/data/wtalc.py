@@ -293,10 +293,11 @@ def load_annotations(annotation_dir, *, dataset: str = "Thumos14reduced") -> Ann
 
   Raises:
     MissingFileError: a required file is absent.
-    DataError: unreadable file; an empty class list; files that disagree on the number of videos; duplicate class
-      or video names; a duration that is not finite and > 0; a segment that is not
-      ``0 <= start <= end``; ``labels.npy`` and ``segments.npy`` lengths that differ for a video;
-      a label that is not in ``classlist.npy``; a malformed ``Ambiguous_test.txt`` line.
+    DataError: unreadable file; an empty class list; files that disagree on the number of
+      videos; duplicate class or video names; a duration that is not finite and > 0; a segment
+      that is not ``0 <= start <= end``; ``labels.npy`` and ``segments.npy`` lengths that
+      differ for a video; a label that is not in ``classlist.npy``; a malformed
+      ``Ambiguous_test.txt`` line.
   """
   folder = find_annotation_dir(annotation_dir, dataset)
   paths = {name: folder / f"{name}.npy" for name in ANNOTATION_FILES}
