@@ -185,6 +185,19 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=Non
   Raises:
     ValueError: on shape mismatches, an unknown ``template``, ``temperature <= 0``,
       ``dof <= 0`` or a NaN ``overlap_threshold``.
+
+  Examples:
+    The seed ``[2, 5)`` absorbs ``[2, 6)``: its end moves towards 6 by their Gaussian weights.
+
+    >>> import jax.numpy as jnp
+    >>> from gaufuse_jax import gaussian_weighted_fusion
+    >>> segments = jnp.array([[2.0, 5.0], [2.0, 6.0], [7.0, 9.0]])
+    >>> fused = gaussian_weighted_fusion(segments, jnp.array([0.9, 0.8, 0.5]), jnp.ones(3, bool),
+    ...                                  temperature=0.2, conventions="exact")
+    >>> int(fused.count), [[round(v, 2) for v in s] for s in fused.segments.tolist()[:2]]
+    (2, [[2.0, 5.38], [7.0, 9.0]])
+    >>> [round(s, 3) for s in fused.scores.tolist()[:2]]
+    [0.862, 0.5]
   """
   fn = "gaussian_weighted_fusion"
   segments, scores, valid = suppression.check_inputs(fn, segments, scores, valid, overlap,

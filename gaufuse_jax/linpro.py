@@ -951,6 +951,17 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
 
   Raises:
     ValueError: for bad shapes or unknown options.
+
+  Examples:
+    One instance ``[3, 6)`` of score 1.5 in a video of 10 snippets: the least label mass whose
+    inner sum minus outer sum is 1.5 is 0.5 on each inner snippet.
+
+    >>> import jax.numpy as jnp
+    >>> from gaufuse_jax import linpro_labels
+    >>> labels, info = linpro_labels(jnp.array([[3.0, 6.0]]), jnp.array([1.5]),
+    ...                              jnp.array([True]), 10, num_snippets=10)
+    >>> [round(v, 3) for v in labels.tolist()], int(info["status"])
+    ([0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0], 0)
   """
   solution, info = linpro_solve(
       segments, scores, valid, valid_length, outer_rule=outer_rule, conventions=conventions,

@@ -111,6 +111,19 @@ def generate_proposals(cas, valid_length, thresholds, *, max_proposals: int,
       ``max_proposals < 1``, ``min_length < 1``, or ``outer_rule`` or ``conventions`` is
       unknown.
     TypeError: if ``max_proposals`` or ``min_length`` is not a static int.
+
+  Examples:
+    Two runs above the thresholds; the run ``[2, 5)`` is found at both (no merging here):
+
+    >>> import jax.numpy as jnp
+    >>> from gaufuse_jax import generate_proposals
+    >>> cas = jnp.array([0.0, 0.1, 0.9, 0.8, 0.7, 0.1, 0.0, 0.6, 0.5, 0.0])
+    >>> p = generate_proposals(cas, 10, jnp.array([0.3, 0.55]), max_proposals=4,
+    ...                        conventions="exact")
+    >>> p.start.tolist(), p.end.tolist(), p.valid.tolist()
+    ([2.0, 2.0, 7.0, 0.0], [5.0, 5.0, 9.0, 0.0], [True, True, True, False])
+    >>> [round(s, 3) for s in p.score.tolist()]
+    [0.8, 0.8, 0.55, 0.0]
   """
   cas = jnp.asarray(cas)
   thresholds = jnp.asarray(thresholds)

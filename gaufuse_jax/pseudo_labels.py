@@ -110,6 +110,13 @@ def delta_pseudo_labels(new, old, scale):
   Args:
     new, old: float arrays of one shape (e.g. ``[B, T, C']``), two consecutive generations.
     scale: float (2, then 2.15 from epoch 300 in the reference, §3).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from gaufuse_jax import delta_pseudo_labels
+    >>> delta = delta_pseudo_labels(jnp.array([0.5, 0.2]), jnp.array([0.25, 0.4]), 2.0)
+    >>> [round(v, 3) for v in delta.tolist()]  # negative: pushes the class down
+    [0.5, -0.4]
   """
   return scale * (new - old)
 

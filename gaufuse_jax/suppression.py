@@ -201,6 +201,15 @@ def nms(segments, scores, valid, *, overlap_threshold, overlap: seg_lib.OverlapK
 
   Raises:
     ValueError: on shape mismatches or a NaN ``overlap_threshold``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from gaufuse_jax import nms
+    >>> segments = jnp.array([[2.0, 5.0], [2.0, 6.0], [7.0, 9.0]])
+    >>> kept = nms(segments, jnp.array([0.9, 0.8, 0.5]), jnp.ones(3, bool),
+    ...            overlap_threshold=0.5, conventions="exact")
+    >>> kept.index.tolist(), int(kept.count)  # [2, 6) overlaps [2, 5) by 0.75: removed
+    ([0, 2, -1], 2)
   """
   segments, scores, valid = check_inputs("nms", segments, scores, valid, overlap, conventions)
   check_static("nms", "overlap_threshold", overlap_threshold)

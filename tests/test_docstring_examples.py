@@ -1,0 +1,19 @@
+"""The ``Examples:`` of the public functions' docstrings run and print what they show."""
+
+import doctest
+
+import pytest
+
+from gaufuse_jax import fusion
+from gaufuse_jax import linpro
+from gaufuse_jax import proposals
+from gaufuse_jax import pseudo_labels
+from gaufuse_jax import suppression
+
+
+@pytest.mark.parametrize("module", [proposals, suppression, fusion, linpro, pseudo_labels],
+                         ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+  result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
+  assert result.attempted > 0, f"{module.__name__} has no examples"
+  assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed"
