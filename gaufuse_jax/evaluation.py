@@ -362,6 +362,19 @@ def detection_map(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any
     ValueError: unknown protocol; bad thresholds, fps or num_classes; a missing key, wrong
       dtype or shape, mismatched lengths, out-of-range label or negative / out-of-range video,
       NaN/inf, or a segment with ``end < start``; ground truth without any segment.
+
+  Examples:
+    One GT instance (1.28-3.2 s = snippets ``[2, 5)``) found by the second-ranked prediction:
+
+    >>> import numpy as np
+    >>> from gaufuse_jax import detection_map
+    >>> predictions = {"video": np.array([0, 0]), "label": np.array([0, 0]),
+    ...                "segment": np.array([[7.0, 9.0], [2.0, 5.0]]),
+    ...                "score": np.array([0.95, 0.9])}
+    >>> gt = {"video": np.array([0]), "label": np.array([0]), "segment": np.array([[1.28, 3.2]])}
+    >>> metrics = detection_map(predictions, gt, num_classes=1)
+    >>> metrics["wtalc/mAP@0.5"], metrics["wtalc/mAP@0.1:0.7"]
+    (50.0, 50.0)
   """
   thresholds = _thresholds(tiou_thresholds, protocol)
   if not isinstance(num_classes, numbers.Integral) or num_classes < 1:

@@ -125,6 +125,17 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
     ``max_proposals``) and ``instances_dropped [B, C]`` int32 (instances beyond
     ``max_instances``). Pairs that fail the gate get empty detections (``Detections`` padding)
     and zero counts.
+
+  Examples:
+    One video, two classes; only class 0 passes the gate, its CAS has one run ``[3, 7)``:
+
+    >>> import jax.numpy as jnp
+    >>> from gaufuse_jax import LocalizationConfig, localize
+    >>> cas = jnp.zeros((1, 12, 2)).at[0, 3:7, 0].set(0.03)
+    >>> found, stats = localize(cas, jnp.array([[0.9, 0.05]]), jnp.array([12]),
+    ...                         LocalizationConfig(conventions="exact"))
+    >>> stats["gated"].tolist(), found.count.tolist(), found.segments[0, 0, :1].tolist()
+    ([[True, False]], [[1, 0]], [[3.0, 7.0]])
   """
   thresholds = jnp.asarray(cfg.thresholds, jnp.float32)
   gated = video_scores >= cfg.class_threshold

@@ -4,14 +4,17 @@ import doctest
 
 import pytest
 
+from gaufuse_jax import evaluation
 from gaufuse_jax import fusion
 from gaufuse_jax import linpro
+from gaufuse_jax import localization
 from gaufuse_jax import proposals
 from gaufuse_jax import pseudo_labels
 from gaufuse_jax import suppression
 
 
-@pytest.mark.parametrize("module", [proposals, suppression, fusion, linpro, pseudo_labels],
+@pytest.mark.parametrize("module", [proposals, suppression, fusion, localization, linpro,
+                                    pseudo_labels, evaluation],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
   result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
