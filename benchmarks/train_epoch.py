@@ -28,7 +28,7 @@ seconds, snippets/s (real snippets), padding overhead (padded / real snippets) a
 of ours over the reference way.
 
 Run: ``python benchmarks/train_epoch.py [--dims=512,2048] [--phases=train,eval,pseudo]``
-(~10 minutes on 2 CPU cores at D=512). Figures: benchmarks/README.md.
+(~10 minutes on 2 CPU cores at D=512). Figures: the Performance section of README.md.
 """
 
 from __future__ import annotations

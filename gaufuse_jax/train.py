@@ -13,13 +13,13 @@ import time
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from gaufuse_jax import checkpointing
 from gaufuse_jax import compilation
+from gaufuse_jax import generation
 from gaufuse_jax import inference
 from gaufuse_jax import input_pipeline
 from gaufuse_jax import metric_writers
@@ -107,58 +107,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   p_pseudo = inference.make_pseudo_label_step(config, model)
   dropped = {"pseudo": 0, "test": 0}  # proposals + instances the caps dropped (grow_caps off)
 
-  def generate(rstate, epoch, temperature):
-    """One pseudo-label generation over all training videos (frozen teacher = current params)."""
-    generations = np.asarray(jax.device_get(rstate.generations[0]))
-    new = np.zeros_like(generations[0])
-    rngs = None  # teacher dropout: one key per video (steps.video_keys)
-    if config.pseudo.teacher_dropout:
-      rngs = inference.replicate(
-          jax.random.fold_in(jax.random.PRNGKey(config.seed), 1_000_003 + epoch), config)
-    batches, total = inference.batches(config, train_ds, bucket_sizes=bucket_sizes)
-    fallbacks = instances = 0
-    temps = np.full((ndev,), temperature, np.float32)
-    for batch in inference.progress(batches, total, f"pseudo labels @{epoch}"):
-      labels, diag = p_pseudo(rstate.params, batch, temps, rngs)
-      index = batch["video_index"].reshape(-1)
-      labels = labels.reshape((-1,) + labels.shape[2:])
-      for j in np.flatnonzero(index >= 0):
-        new[index[j], :labels.shape[1]] = labels[j]
-      fallbacks += int(np.sum(diag["lp_fallbacks"]))
-      instances += int(np.sum(diag["num_instances"]))
-    if jax.process_count() > 1:  # each host labelled (and counted) its own shard of the videos
-      new, counts = multihost_utils.process_allgather((new, np.array([fallbacks, instances])))
-      new, (fallbacks, instances) = new.sum(0), counts.sum(0)
-    if not np.all(np.isfinite(new)):
-      raise NonFiniteLossError(f"pseudo-label generation at epoch {epoch} produced NaN/inf")
-    caps = p_pseudo.take_dropped()
-    dropped["pseudo"] += caps["proposals_dropped"] + caps["instances_dropped"]
-    logging.info("Pseudo labels @%d (T=%g): %d fused instances, %d LP fallbacks; caps "
-                 "max_proposals=%d, max_instances=%d, dropped %d proposals, %d instances.",
-                 epoch, temperature, instances, fallbacks, caps["max_proposals"],
-                 caps["max_instances"], caps["proposals_dropped"], caps["instances_dropped"])
-    writer.write(epoch, {"pseudo/instances": instances, "pseudo/lp_fallbacks": fallbacks,
-                         **{f"pseudo/{k}": v for k, v in caps.items()}})
-    return rstate.replace(
-        generations=inference.replicate(jnp.asarray(np.stack([new, generations[0]])), config),
-        num_generations=rstate.num_generations + 1)
-
-  def init_memory(rstate):
-    batches, total = inference.batches(config, train_ds, bucket_sizes=bucket_sizes)
-    bank = rstate.memory
-    for batch in inference.progress(batches, total, "memory init"):
-      bank = p_memory_init(bank, rstate.params, batch)
-      jax.block_until_ready(bank)
-    return rstate.replace(memory=bank)
-
   # ------------------------------------------------------------------ the epoch loop
   num_epochs = config.schedule.num_epochs
   last_metrics, last_detections = {}, None
   for epoch in range(start_epoch, num_epochs):
     t0 = time.time()
     plan = schedule_lib.epoch_plan(config.schedule, epoch)
-    if plan.generation_temperature is not None:
-      rstate = generate(rstate, epoch, plan.generation_temperature)
+    if plan.generation_temperature is not None:  # a new generation of pseudo labels
+      generations = jax.device_get(rstate.generations[0])
+      labels, stats = generation.generate_dataset_pseudo_labels(
+          config, p_pseudo, rstate.params, train_ds, epoch=epoch,
+          temperature=plan.generation_temperature, bucket_sizes=bucket_sizes,
+          num_snippets=generations.shape[2])
+      if not np.all(np.isfinite(labels)):
+        raise NonFiniteLossError(f"pseudo-label generation at epoch {epoch} produced NaN/inf")
+      dropped["pseudo"] += stats["proposals_dropped"] + stats["instances_dropped"]
+      logging.info("Pseudo labels @%d (T=%g): %d fused instances, %d LP fallbacks; caps "
+                   "max_proposals=%d, max_instances=%d, dropped %d proposals, %d instances.",
+                   epoch, plan.generation_temperature, stats["instances"],
+                   stats["lp_fallbacks"], stats["max_proposals"], stats["max_instances"],
+                   stats["proposals_dropped"], stats["instances_dropped"])
+      writer.write(epoch, {f"pseudo/{k}": v for k, v in stats.items()})
+      rstate = rstate.replace(  # (latest, previous): the Δ labels' two generations
+          generations=inference.replicate(np.stack([labels, generations[0]]), config),
+          num_generations=rstate.num_generations + 1)
     hparams = inference.replicate(plan.step_hparams(), config)
     sums = {}
     batches, total = inference.train_batches(config, train_ds, epoch=epoch,
@@ -179,7 +151,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       for k, v in metrics.items():
         sums[k] = sums.get(k, 0.0) + float(v)
     if plan.init_memory_after:
-      rstate = init_memory(rstate)
+      rstate = rstate.replace(memory=generation.fill_memory_bank(
+          config, p_memory_init, rstate.memory, rstate.params, train_ds,
+          bucket_sizes=bucket_sizes))
     rstate = rstate.replace(epoch=inference.replicate(jnp.int32(epoch + 1), config))
     n = max(sums.pop("num_videos", 0.0), 1.0)
     scalars = {f"train/{k}": v / n for k, v in sums.items()}
