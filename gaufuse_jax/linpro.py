@@ -38,7 +38,7 @@ their values. We do that exactly and cheaply:
   taken ``problem_chunk`` at a time until none is left (``active_map.map_active``), so problems
   without rows (classes gated off) cost nothing either, whatever the instance cap ``K``.
 * **Pieces.** The labels of a problem are constant on the regions of its blocks and 0 between
-  blocks: ``linpro_solve`` returns them as at most ``5 K`` pieces (``LinproSolution``), whose
+  blocks: ``linpro_solve`` returns them as pieces (``LinproSolution``, a slot per region), whose
   shapes do not depend on the padded length ``T``, so one compiled LP serves videos of every
   length; ``linpro_assemble`` lays them out on ``T`` snippets. ``linpro_labels`` is the two.
 * **Infeasible LPs** (e.g. a negative score on an instance without outer area, nested instances
@@ -748,34 +748,33 @@ def _solve_tier(areas, valid, scores, components, *, block_rows, min_size, norma
   return jax.lax.cond(jnp.any(in_tier), solve, empty, in_tier)
 
 
-def _solution_pieces(tiers, num_problems, num_pieces):
-  """``LinproSolution`` leaves ``[P, num_pieces]`` from the regions of all tiers' blocks.
+def _solution_pieces(tiers, blocks_per_problem, num_problems):
+  """``LinproSolution`` leaves ``[P, M]`` from the regions of all tiers' blocks, without sorting.
 
   Each used region ``[points[j], points[j+1])`` of a block starts a piece with its label; each
-  block end starts a piece of label 0 (the gap after it). A region start and another block's
-  end may fall on one snippet: the region's piece sorts last there, so it wins. Blocks of one
+  block end starts a piece of label 0 (the gap after it). Piece slots are fixed by tier, block
+  rank within its problem (``blocks_per_problem[i]`` blocks at most in tier ``i``) and region;
+  the gap pieces of all tiers take the first slots, so where a block's end and another block's
+  first region start at one snippet, the region (the larger index) holds there. Blocks of one
   problem cover disjoint snippets, so the pieces are exact.
   """
-  problem, start, is_region, value = [], [], [], []
-  for tier in tiers:
+  widths = [t.value.shape[1] for t in tiers]  # 4 Kb regions per block of each tier
+  gap_slots = sum(blocks_per_problem)
+  num_pieces = gap_slots + sum(n * w for n, w in zip(blocks_per_problem, widths))
+  starts = jnp.full((num_problems + 1, num_pieces), _NO_PIECE, jnp.int32)
+  values = jnp.zeros((num_problems + 1, num_pieces), tiers[0].value.dtype)
+  gap_offset, region_offset = 0, gap_slots
+  for tier, blocks, width in zip(tiers, blocks_per_problem, widths):
+    problem = jnp.where(tier.used, tier.problem, num_problems)  # used blocks first, by problem
+    rank = jnp.arange(problem.size) - jnp.searchsorted(problem, problem, side="left")
     region = tier.used[:, None] & (tier.points[:, 1:] > tier.points[:, :-1])
-    for use, begin, val, kind in ((region, tier.points[:, :-1], tier.value, 1),
-                                  (tier.used[:, None], tier.points[:, -1:],
-                                   jnp.zeros_like(tier.value[:, :1]), 0)):
-      problem.append(jnp.where(use, tier.problem[:, None], num_problems).ravel())
-      start.append(begin.ravel())
-      is_region.append(jnp.full(begin.size, kind, jnp.int32))
-      value.append(val.ravel())
-  problem, start, is_region, value = (jnp.concatenate(x)
-                                      for x in (problem, start, is_region, value))
-  order = jnp.lexsort((is_region, start, problem))  # unused pieces (problem P) last
-  problem, start, value = problem[order], start[order], value[order]
-  slot = jnp.arange(problem.size) - jnp.searchsorted(problem, problem, side="left")
-  target = (problem, slot)  # problem P (unused) is dropped
-  starts = jnp.full((num_problems, num_pieces), _NO_PIECE, jnp.int32).at[target].set(
-      start.astype(jnp.int32), mode="drop")
-  values = jnp.zeros((num_problems, num_pieces), value.dtype).at[target].set(value, mode="drop")
-  return starts, values
+    slots = region_offset + rank[:, None] * width + jnp.arange(width)
+    rows = jnp.where(region, problem[:, None], num_problems)
+    starts = starts.at[rows, slots].set(tier.points[:, :-1].astype(jnp.int32))
+    values = values.at[rows, slots].set(tier.value)
+    starts = starts.at[problem, gap_offset + rank].set(tier.points[:, -1].astype(jnp.int32))
+    gap_offset, region_offset = gap_offset + blocks, region_offset + blocks * width
+  return starts[:num_problems], values[:num_problems]
 
 
 def _problem_info(tiers, num_problems):
@@ -805,15 +804,15 @@ def _problem_info(tiers, num_problems):
 class LinproSolution(NamedTuple):
   """LinPro labels of problems as pieces, independent of the padded length ``T``.
 
-  Piece ``j`` of a problem covers ``[starts[j], starts[j + 1])`` (the last one runs to the end)
-  with label ``values[j]``; snippets before the first piece are 0. Where two pieces start at
-  one snippet (a block's end and the next block's first region), the later one holds there.
-  Unused pieces have start ``2**31 - 1`` (never reached). ``linpro_assemble`` turns it into
-  ``[..., T]`` labels.
+  Piece ``j`` of a problem starts at snippet ``starts[j]`` with label ``values[j]``; snippet
+  ``t`` takes the label of the piece with the largest ``(starts[j], j)`` among those with
+  ``starts[j] <= t`` (pieces are in no particular order), 0 when there is none. Unused pieces
+  start at ``2**31 - 1`` (never reached). ``linpro_assemble`` turns it into ``[..., T]`` labels.
 
   Attributes:
-    starts: ``[..., M]`` int32 first snippet of each piece, non-decreasing; ``M = 5 K`` for
-      ``K`` instance rows (at most 4 regions per row and one gap per block).
+    starts: ``[..., M]`` int32 first snippet of each piece; ``M`` depends on the number of
+      instance rows ``K`` only (one slot per region and block end of every block the
+      decomposition may form).
     values: ``[..., M]`` float label of each piece, in ``[0, 1]``, finite.
   """
   starts: jax.Array
@@ -833,7 +832,7 @@ def linpro_solve(segments, scores, valid, valid_length, *,
   ``linpro_labels`` documents the arguments (all but ``num_snippets``).
 
   Returns:
-    ``(solution, info)``: ``LinproSolution`` with leaves ``[..., 5 K]``; ``info`` as in
+    ``(solution, info)``: ``LinproSolution`` with leaves ``[..., M]``; ``info`` as in
     ``linpro_labels`` without ``objective``.
 
   Raises:
@@ -868,12 +867,14 @@ def _solve_problems(segments, scores, valid, valid_length, *, outer_rule, conven
   areas = jax.vmap(functools.partial(instance_areas, outer_rule=outer_rule,
                                      conventions=conventions))(segments, valid, valid_length)
   components = jax.vmap(_components)(areas, valid)
+  specs = _tiers(num_rows, block_rows)
   tiers = [_solve_tier(areas, valid, scores, components, block_rows=rows, min_size=min_size,
                        normalize=normalize, solver=solver, tol=tol, max_iter=max_iter)
-           for rows, min_size in _tiers(num_rows, block_rows)]
+           for rows, min_size in specs]
   info = _problem_info(tiers, num_problems)
   ok = info.pop("ok")
-  starts, values = _solution_pieces(tiers, num_problems, 5 * num_rows)
+  starts, values = _solution_pieces(
+      tiers, [_num_blocks(num_rows, rows, min_size) for rows, min_size in specs], num_problems)
   values = jnp.where(ok[:, None] & jnp.isfinite(values), values, 0.0).astype(scores.dtype)
   num_violated = jnp.where(ok, info["num_violated_rows"], 0).astype(jnp.int32)
   info.update(
@@ -900,10 +901,21 @@ def linpro_assemble(solution: LinproSolution, valid_length, *, num_snippets):
   starts = solution.starts.reshape((-1, solution.starts.shape[-1]))
   values = solution.values.reshape(starts.shape)
   valid_length = jnp.broadcast_to(jnp.asarray(valid_length, jnp.int32), batch_shape).reshape(-1)
+  num_problems, num_pieces = starts.shape
+  # Each snippet position marks the largest piece index starting there; a snippet takes the piece
+  # of the last mark at or before it (a parallel prefix max: XLA:CPU lowers jax.lax.cummax to a
+  # reduce_window, 3-4x slower here).
+  span = num_snippets + 1
+  flat = jnp.where(starts < span, jnp.arange(num_problems)[:, None] * span + starts,
+                   num_problems * span)
+  mark = jnp.full((num_problems * span,), -1, jnp.int32).at[flat.ravel()].max(
+      jnp.broadcast_to(jnp.arange(num_pieces, dtype=jnp.int32), starts.shape).ravel(),
+      mode="drop").reshape(num_problems, span)[:, :num_snippets]
   t = jnp.arange(num_snippets, dtype=jnp.int32)
-  piece = jax.vmap(lambda s: jnp.searchsorted(s, t, side="right"))(starts) - 1
+  last = jax.lax.associative_scan(jnp.maximum, jnp.where(mark >= 0, t, -1), axis=1)
+  piece = jnp.take_along_axis(mark, jnp.maximum(last, 0), axis=1)
   labels = jnp.take_along_axis(values, jnp.maximum(piece, 0), axis=1)
-  labels = jnp.where((piece >= 0) & (t[None, :] < valid_length[:, None]), labels, 0.0)
+  labels = jnp.where((last >= 0) & (t[None, :] < valid_length[:, None]), labels, 0.0)
   return labels.reshape(batch_shape + (num_snippets,))
 
 

@@ -80,7 +80,7 @@ def solve_pseudo_labels(instances, valid_length, cfg: PseudoLabelConfig):
       and solver.
 
   Returns:
-    ``(solution, diagnostics)``: ``linpro.LinproSolution`` with leaves ``[B, C', 5 K]``;
+    ``(solution, diagnostics)``: ``linpro.LinproSolution`` with leaves ``[B, C', M]``;
     ``num_instances``, ``lp_status`` and ``lp_fallbacks`` as in ``generate_pseudo_labels``.
   """
   lengths = jnp.broadcast_to(jnp.asarray(valid_length)[:, None], instances.count.shape)

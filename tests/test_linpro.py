@@ -357,13 +357,11 @@ def test_problem_chunk_changes_nothing(problem_chunk):
 
 def test_solution_is_independent_of_the_padded_length():
   """``linpro_solve`` has no ``T``: its pieces laid out on any ``T >= L`` give the labels of
-  ``linpro_labels`` at that ``T`` (zeros past ``L``), and the piece starts are non-decreasing."""
+  ``linpro_labels`` at that ``T`` (zeros past ``L``)."""
   segments, scores, valid, length = _random_problems(3, 5, 7, 40)
   solution, info = linpro.linpro_solve(segments, scores, valid, length)
-  assert solution.starts.shape == solution.values.shape == (5, 35)
-  starts = np.asarray(solution.starts, np.int64)
-  assert np.all(np.diff(starts, axis=1) >= 0)  # used pieces first, in time order
-  assert np.all((starts < 2**31 - 1).sum(1) > 0)
+  assert solution.starts.shape == solution.values.shape and solution.starts.shape[0] == 5
+  assert np.all((np.asarray(solution.starts) < 2**31 - 1).sum(1) > 0)
   for num_snippets in (40, 57):
     labels, full_info = linpro.linpro_labels(segments, scores, valid, length,
                                              num_snippets=num_snippets)
