@@ -74,8 +74,9 @@ def bucket_sizes(config, *datasets, crop=False) -> tuple[int, ...]:
     return batching.default_bucket_sizes(
         np.concatenate([d.lengths for d in datasets]), growth=config.bucket_growth,
         max_snippets=config.max_snippets or None)
-  per_batch = config.batch_size * jax.process_count()
-  longest = [np.sort(d.lengths)[::-1][::per_batch] for d in datasets]  # of each sorted batch
+  per_batch = config.batch_size * jax.process_count()  # a global batch of ``batches``
+  longest = [d.lengths[batching.epoch_order(len(d), seed=0, epoch=0, shuffle=False,
+                                            lengths=d.lengths)][::per_batch] for d in datasets]
   return batching.fitted_bucket_sizes(np.concatenate(longest),
                                       num_buckets=config.inference_buckets)
 
