@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from gaufuse_jax import evaluation
+from gaufuse_jax._src import evaluation
 
 _DEFAULT_ANNOTATIONS = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14"
                         / "Thumos14reduced-Annotations")

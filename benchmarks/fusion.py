@@ -36,9 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gaufuse_jax.fusion import gaussian_weighted_fusion
-from gaufuse_jax.proposals import generate_proposals
-from gaufuse_jax.suppression import nms
+from gaufuse_jax._src.fusion import gaussian_weighted_fusion
+from gaufuse_jax._src.proposals import generate_proposals
+from gaufuse_jax._src.suppression import nms
 
 ANNOTATIONS = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14"
                / "Thumos14reduced-Annotations")

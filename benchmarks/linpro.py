@@ -51,7 +51,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from scipy import optimize  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from gaufuse_jax import linpro  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gaufuse_jax._src import linpro  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ANNOTATIONS = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14"
                / "Thumos14reduced-Annotations")

@@ -50,14 +50,14 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from configs import thumos14_synth  # pylint: disable=wrong-import-position
-from gaufuse_jax import compilation  # pylint: disable=wrong-import-position
-from gaufuse_jax import inference  # pylint: disable=wrong-import-position
-from gaufuse_jax import schedule as schedule_lib  # pylint: disable=wrong-import-position
-from gaufuse_jax import steps  # pylint: disable=wrong-import-position
-from gaufuse_jax import train_state  # pylint: disable=wrong-import-position
-from gaufuse_jax.data import synthetic  # pylint: disable=wrong-import-position
-from gaufuse_jax.models import rskp  # pylint: disable=wrong-import-position
-from gaufuse_jax.models import snippets  # pylint: disable=wrong-import-position
+from gaufuse_jax._src import compilation  # pylint: disable=wrong-import-position
+from gaufuse_jax._src import inference  # pylint: disable=wrong-import-position
+from gaufuse_jax._src import schedule as schedule_lib  # pylint: disable=wrong-import-position
+from gaufuse_jax._src import steps  # pylint: disable=wrong-import-position
+from gaufuse_jax._src import train_state  # pylint: disable=wrong-import-position
+from gaufuse_jax._src.data import synthetic  # pylint: disable=wrong-import-position
+from gaufuse_jax._src.models import rskp  # pylint: disable=wrong-import-position
+from gaufuse_jax._src.models import snippets  # pylint: disable=wrong-import-position
 
 ANNOTATIONS = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14"
                / "Thumos14reduced-Annotations")

@@ -5,7 +5,7 @@ Not a run on its own: it has no data source. See thumos14.py for the real-featur
 
 import ml_collections
 
-from gaufuse_jax import schedule
+from gaufuse_jax._src import schedule
 
 
 def get_config() -> ml_collections.ConfigDict:

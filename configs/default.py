@@ -10,7 +10,7 @@ Expected result: printed in the mAP table at the end (see README "Results").
 """
 
 from configs import base
-from gaufuse_jax import schedule
+from gaufuse_jax._src import schedule
 
 
 def get_config():

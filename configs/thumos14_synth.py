@@ -10,7 +10,7 @@ Results: README "Results", section "Semi-synthetic THUMOS14 and the paper's abla
 import pathlib
 
 from configs import base
-from gaufuse_jax import schedule
+from gaufuse_jax._src import schedule
 
 _SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14"
 

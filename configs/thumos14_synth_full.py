@@ -10,7 +10,7 @@ The real THUMOS14 annotations from ``../shared/data`` with generated features (a
 """
 
 from configs import thumos14_synth
-from gaufuse_jax import schedule
+from gaufuse_jax._src import schedule
 
 
 def get_config():

@@ -10,57 +10,57 @@ edges (data loading, results JSON).
 """
 
 # Segment geometry.
-from gaufuse_jax.segments import FPS
-from gaufuse_jax.segments import FRAMES_PER_SNIPPET
-from gaufuse_jax.segments import SECONDS_PER_SNIPPET
-from gaufuse_jax.segments import outer_width
-from gaufuse_jax.segments import overlap
-from gaufuse_jax.segments import seconds_to_snippets
-from gaufuse_jax.segments import snippets_to_seconds
+from gaufuse_jax._src.segments import FPS
+from gaufuse_jax._src.segments import FRAMES_PER_SNIPPET
+from gaufuse_jax._src.segments import SECONDS_PER_SNIPPET
+from gaufuse_jax._src.segments import outer_width
+from gaufuse_jax._src.segments import overlap
+from gaufuse_jax._src.segments import seconds_to_snippets
+from gaufuse_jax._src.segments import snippets_to_seconds
 # Proposals, suppression, fusion, localization (paper §3.1).
-from gaufuse_jax.proposals import Proposals
-from gaufuse_jax.proposals import generate_proposals
-from gaufuse_jax.suppression import Detections
-from gaufuse_jax.suppression import nms
-from gaufuse_jax.suppression import soft_nms
-from gaufuse_jax.fusion import gaussian_weighted_fusion
-from gaufuse_jax.localization import LocalizationConfig
-from gaufuse_jax.localization import localize
+from gaufuse_jax._src.proposals import Proposals
+from gaufuse_jax._src.proposals import generate_proposals
+from gaufuse_jax._src.suppression import Detections
+from gaufuse_jax._src.suppression import nms
+from gaufuse_jax._src.suppression import soft_nms
+from gaufuse_jax._src.fusion import gaussian_weighted_fusion
+from gaufuse_jax._src.localization import LocalizationConfig
+from gaufuse_jax._src.localization import localize
 # LinPro and Δ pseudo labels (paper §3.2-3.3).
-from gaufuse_jax.linpro import LinproSolution
-from gaufuse_jax.linpro import linpro_assemble
-from gaufuse_jax.linpro import linpro_constraints
-from gaufuse_jax.linpro import linpro_labels
-from gaufuse_jax.linpro import linpro_solve
-from gaufuse_jax.pseudo_labels import PseudoLabelConfig
-from gaufuse_jax.pseudo_labels import delta_pseudo_labels
-from gaufuse_jax.pseudo_labels import assemble_pseudo_labels
-from gaufuse_jax.pseudo_labels import generate_pseudo_labels
-from gaufuse_jax.pseudo_labels import pseudo_label_loss
-from gaufuse_jax.pseudo_labels import solve_pseudo_labels
+from gaufuse_jax._src.linpro import LinproSolution
+from gaufuse_jax._src.linpro import linpro_assemble
+from gaufuse_jax._src.linpro import linpro_constraints
+from gaufuse_jax._src.linpro import linpro_labels
+from gaufuse_jax._src.linpro import linpro_solve
+from gaufuse_jax._src.pseudo_labels import PseudoLabelConfig
+from gaufuse_jax._src.pseudo_labels import delta_pseudo_labels
+from gaufuse_jax._src.pseudo_labels import assemble_pseudo_labels
+from gaufuse_jax._src.pseudo_labels import generate_pseudo_labels
+from gaufuse_jax._src.pseudo_labels import pseudo_label_loss
+from gaufuse_jax._src.pseudo_labels import solve_pseudo_labels
 # Evaluation.
-from gaufuse_jax.evaluation import classification_map
-from gaufuse_jax.evaluation import detection_map
-from gaufuse_jax.evaluation import detections_from_padded
-from gaufuse_jax.evaluation import format_map_table
-from gaufuse_jax.evaluation import results_json
-from gaufuse_jax.evaluation import validate_results_json
+from gaufuse_jax._src.evaluation import classification_map
+from gaufuse_jax._src.evaluation import detection_map
+from gaufuse_jax._src.evaluation import detections_from_padded
+from gaufuse_jax._src.evaluation import format_map_table
+from gaufuse_jax._src.evaluation import results_json
+from gaufuse_jax._src.evaluation import validate_results_json
 # Model, losses, memory.
-from gaufuse_jax.models import RSKP
-from gaufuse_jax.losses import rskp_losses
-from gaufuse_jax.memory import MemoryBank
-from gaufuse_jax.memory import init_memory
-from gaufuse_jax.memory import read_memory
-from gaufuse_jax.memory import update_memory
+from gaufuse_jax._src.models import RSKP
+from gaufuse_jax._src.losses import rskp_losses
+from gaufuse_jax._src.memory import MemoryBank
+from gaufuse_jax._src.memory import init_memory
+from gaufuse_jax._src.memory import read_memory
+from gaufuse_jax._src.memory import update_memory
 # Data.
-from gaufuse_jax.data import VideoDataset
-from gaufuse_jax.data import iterate_batches
-from gaufuse_jax.data import iterate_micro_batches
-from gaufuse_jax.data import load_annotations
-from gaufuse_jax.data import load_wtalc
-from gaufuse_jax.data import make_embedded_dataset
-from gaufuse_jax.data import make_semisynthetic_dataset
-from gaufuse_jax.data import write_wtalc
+from gaufuse_jax._src.data import VideoDataset
+from gaufuse_jax._src.data import iterate_batches
+from gaufuse_jax._src.data import iterate_micro_batches
+from gaufuse_jax._src.data import load_annotations
+from gaufuse_jax._src.data import load_wtalc
+from gaufuse_jax._src.data import make_embedded_dataset
+from gaufuse_jax._src.data import make_semisynthetic_dataset
+from gaufuse_jax._src.data import write_wtalc
 
 __all__ = (
     "FPS",

@@ -29,10 +29,10 @@ import ml_collections
 import numpy as np
 
 from gaufuse_jax import evaluate_run
-from gaufuse_jax import inference
-from gaufuse_jax import input_pipeline
+from gaufuse_jax._src import inference
+from gaufuse_jax._src import input_pipeline
 from gaufuse_jax import train
-from gaufuse_jax import train_state as train_state_lib
+from gaufuse_jax._src import train_state as train_state_lib
 
 # Test-time post-processing: name -> config.eval fields.
 TEST_SETTINGS = {

@@ -9,14 +9,14 @@ from absl import logging
 import jax
 import numpy as np
 
-from gaufuse_jax import checkpointing
-from gaufuse_jax import evaluation
-from gaufuse_jax import inference
-from gaufuse_jax import input_pipeline
-from gaufuse_jax import steps
-from gaufuse_jax import viz
-from gaufuse_jax.data import wtalc
-from gaufuse_jax.models import rskp
+from gaufuse_jax._src import checkpointing
+from gaufuse_jax._src import evaluation
+from gaufuse_jax._src import inference
+from gaufuse_jax._src import input_pipeline
+from gaufuse_jax._src import steps
+from gaufuse_jax._src import viz
+from gaufuse_jax._src.data import wtalc
+from gaufuse_jax._src.models import rskp
 
 
 def restore_checkpoint(config, workdir, checkpoint: str = "best"):

@@ -17,15 +17,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gaufuse_jax import checkpointing
-from gaufuse_jax import compilation
-from gaufuse_jax import generation
-from gaufuse_jax import inference
-from gaufuse_jax import input_pipeline
-from gaufuse_jax import metric_writers
-from gaufuse_jax import schedule as schedule_lib
-from gaufuse_jax import steps
-from gaufuse_jax import train_state as train_state_lib
+from gaufuse_jax._src import checkpointing
+from gaufuse_jax._src import compilation
+from gaufuse_jax._src import generation
+from gaufuse_jax._src import inference
+from gaufuse_jax._src import input_pipeline
+from gaufuse_jax._src import metric_writers
+from gaufuse_jax._src import schedule as schedule_lib
+from gaufuse_jax._src import steps
+from gaufuse_jax._src import train_state as train_state_lib
 
 
 class NonFiniteLossError(FloatingPointError):

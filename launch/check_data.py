@@ -12,7 +12,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from gaufuse_jax.data import wtalc
+from gaufuse_jax._src.data import wtalc
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder with <dataset>-I3D-JOINTFeatures.npy (or a "

@@ -20,7 +20,7 @@ import ml_collections  # noqa: E402
 import pytest  # noqa: E402
 
 from configs import tiny  # noqa: E402
-from gaufuse_jax import input_pipeline  # noqa: E402
+from gaufuse_jax._src import input_pipeline  # noqa: E402
 from gaufuse_jax import train  # noqa: E402
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repository root
 import conftest  # noqa: E402  (tests/ is on the path: this file's folder, or pytest's)
-from gaufuse_jax import checkpointing  # noqa: E402
+from gaufuse_jax._src import checkpointing  # noqa: E402
 from gaufuse_jax import train  # noqa: E402
 
 

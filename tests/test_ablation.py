@@ -8,7 +8,7 @@ import pytest
 from configs import thumos14_synth
 from configs import tiny
 from gaufuse_jax import ablation
-from gaufuse_jax import schedule as schedule_lib
+from gaufuse_jax._src import schedule as schedule_lib
 
 
 def _plans(config):

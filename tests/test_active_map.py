@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax import active_map
+from gaufuse_jax._src import active_map
 
 
 def _fn(args):

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax.data import batching
-from gaufuse_jax.data import wtalc
+from gaufuse_jax._src.data import batching
+from gaufuse_jax._src.data import wtalc
 
 BUCKETS = (16, 32, 64)
 
@@ -176,7 +176,7 @@ def test_padding_overhead_on_thumos14_training_lengths(shared_data):
   micro-batch pads by at most 1.3x overall (1.10x); batches of 10 videos sorted by length (the
   inference passes, coarser buckets of growth 1.5: fewer programs) by at most 1.5x (1.44x). The
   previous padded batches of 10 random videos are far above that."""
-  from gaufuse_jax.data import synthetic  # pylint: disable=import-outside-toplevel
+  from gaufuse_jax._src.data import synthetic  # pylint: disable=import-outside-toplevel
   train, _ = synthetic.make_semisynthetic_dataset(
       shared_data / "thumos14" / "Thumos14reduced-Annotations", feature_dim=1)
   assert len(train) == 200 and train.lengths.max() > 2000

@@ -4,9 +4,9 @@ instance of the real THUMOS14 test annotations, where fixed caps would drop some
 import jax
 import numpy as np
 
-from gaufuse_jax import inference
-from gaufuse_jax import localization
-from gaufuse_jax.data import wtalc
+from gaufuse_jax._src import inference
+from gaufuse_jax._src import localization
+from gaufuse_jax._src.data import wtalc
 
 
 def test_grow_caps_hand_values():

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from gaufuse_jax.data import embedded
-from gaufuse_jax.data import synthetic
-from gaufuse_jax.data import wtalc
+from gaufuse_jax._src.data import embedded
+from gaufuse_jax._src.data import synthetic
+from gaufuse_jax._src.data import wtalc
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from gaufuse_jax.data import synthetic
-from gaufuse_jax.data import wtalc
+from gaufuse_jax._src.data import synthetic
+from gaufuse_jax._src.data import wtalc
 
 DIM = 4
 

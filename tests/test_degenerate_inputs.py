@@ -4,9 +4,9 @@ all-background predictions, through localization, pseudo labels and evaluation."
 import jax
 import numpy as np
 
-from gaufuse_jax import evaluation
-from gaufuse_jax import localization
-from gaufuse_jax import pseudo_labels as pl
+from gaufuse_jax._src import evaluation
+from gaufuse_jax._src import localization
+from gaufuse_jax._src import pseudo_labels as pl
 
 # The shapes and configuration of test_pseudo_labels.py: the same compiled functions.
 LOC = localization.LocalizationConfig(max_proposals=64, max_instances=8)

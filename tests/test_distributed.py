@@ -21,9 +21,9 @@ import pytest
 
 import conftest
 import distributed_worker
-from gaufuse_jax import checkpointing
-from gaufuse_jax import inference
-from gaufuse_jax import input_pipeline
+from gaufuse_jax._src import checkpointing
+from gaufuse_jax._src import inference
+from gaufuse_jax._src import input_pipeline
 
 WORKER = pathlib.Path(distributed_worker.__file__)
 TIMEOUT_S = 240

@@ -4,13 +4,13 @@ import doctest
 
 import pytest
 
-from gaufuse_jax import evaluation
-from gaufuse_jax import fusion
-from gaufuse_jax import linpro
-from gaufuse_jax import localization
-from gaufuse_jax import proposals
-from gaufuse_jax import pseudo_labels
-from gaufuse_jax import suppression
+from gaufuse_jax._src import evaluation
+from gaufuse_jax._src import fusion
+from gaufuse_jax._src import linpro
+from gaufuse_jax._src import localization
+from gaufuse_jax._src import proposals
+from gaufuse_jax._src import pseudo_labels
+from gaufuse_jax._src import suppression
 
 
 @pytest.mark.parametrize("module", [proposals, suppression, fusion, localization, linpro,

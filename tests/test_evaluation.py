@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax import evaluation as ev
+from gaufuse_jax._src import evaluation as ev
 
 F = 25 / 16  # snippets per second
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax import fusion
+from gaufuse_jax._src import fusion
 from test_suppression import N
 from test_suppression import overlap_np
 from test_suppression import random_case

@@ -8,12 +8,12 @@ import jax
 import numpy as np
 
 from conftest import shared_config
-from gaufuse_jax import generation
-from gaufuse_jax import inference
-from gaufuse_jax import input_pipeline
-from gaufuse_jax import pseudo_labels as pl_lib
-from gaufuse_jax import steps
-from gaufuse_jax import train_state as train_state_lib
+from gaufuse_jax._src import generation
+from gaufuse_jax._src import inference
+from gaufuse_jax._src import input_pipeline
+from gaufuse_jax._src import pseudo_labels as pl_lib
+from gaufuse_jax._src import steps
+from gaufuse_jax._src import train_state as train_state_lib
 
 
 def _setup():

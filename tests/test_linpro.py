@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from gaufuse_jax import linpro
+from gaufuse_jax._src import linpro
 
 
 def _highs(a, b):

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from gaufuse_jax import localization
+from gaufuse_jax._src import localization
 
 
 def _case(seed=0, b=3, t=40, c=5):

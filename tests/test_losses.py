@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax import losses
-from gaufuse_jax.models import RSKP
+from gaufuse_jax._src import losses
+from gaufuse_jax._src.models import RSKP
 
 C, D = 3, 16
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax import memory
+from gaufuse_jax._src import memory
 
 
 def _np_update(tokens_q, scores_q, tokens, token_scores, labels, video_mask):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax import proposals
+from gaufuse_jax._src import proposals
 
 generate_proposals = functools.partial(proposals.generate_proposals, conventions="exact")
 

@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from gaufuse_jax import linpro
-from gaufuse_jax import localization
-from gaufuse_jax import pseudo_labels as pl
+from gaufuse_jax._src import linpro
+from gaufuse_jax._src import localization
+from gaufuse_jax._src import pseudo_labels as pl
 
 
 def test_delta_hand_case():

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from gaufuse_jax import linpro
-from gaufuse_jax import localization
-from gaufuse_jax import proposals as proposals_lib
+from gaufuse_jax._src import linpro
+from gaufuse_jax._src import localization
+from gaufuse_jax._src import proposals as proposals_lib
 
 THRESHOLDS = np.arange(0.001, 0.04, 0.002)  # options.py: start, end, interval
 

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax.models import RSKP
-from gaufuse_jax.models import rskp
-from gaufuse_jax.models import snippets
+from gaufuse_jax._src.models import RSKP
+from gaufuse_jax._src.models import rskp
+from gaufuse_jax._src.models import snippets
 
 C, D, K = 4, 16, 8
 BRANCH_KEYS = ("frame_logits", "attention", "video_ca", "video_cw")

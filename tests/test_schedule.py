@@ -2,7 +2,7 @@
 
 import pytest
 
-from gaufuse_jax import schedule
+from gaufuse_jax._src import schedule
 
 
 @pytest.fixture

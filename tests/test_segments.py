@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gaufuse_jax import segments
+from gaufuse_jax._src import segments
 
 
 def test_outer_width_hand_values():

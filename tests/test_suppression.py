@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax import suppression
+from gaufuse_jax._src import suppression
 
 nms = functools.partial(suppression.nms, conventions="exact")
 soft_nms = functools.partial(suppression.soft_nms, conventions="exact")

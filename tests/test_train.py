@@ -27,17 +27,17 @@ import pytest
 from configs import tiny
 from conftest import NUM_EPOCHS
 from conftest import shared_config
-from gaufuse_jax import checkpointing
+from gaufuse_jax._src import checkpointing
 from gaufuse_jax import evaluate_run
-from gaufuse_jax import evaluation
-from gaufuse_jax import inference
-from gaufuse_jax import memory as memory_lib
-from gaufuse_jax import schedule as schedule_lib
-from gaufuse_jax import steps
+from gaufuse_jax._src import evaluation
+from gaufuse_jax._src import inference
+from gaufuse_jax._src import memory as memory_lib
+from gaufuse_jax._src import schedule as schedule_lib
+from gaufuse_jax._src import steps
 from gaufuse_jax import train
-from gaufuse_jax import train_state as train_state_lib
-from gaufuse_jax.data import batching
-from gaufuse_jax.data import embedded
+from gaufuse_jax._src import train_state as train_state_lib
+from gaufuse_jax._src.data import batching
+from gaufuse_jax._src.data import embedded
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MAIN_METRICS = ("wtalc/mAP@0.1:0.7", "activitynet/mAP@0.5:0.05:0.95", "cmAP")

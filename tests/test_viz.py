@@ -10,8 +10,8 @@ from matplotlib.patches import Rectangle, StepPatch
 import numpy as np
 import pytest
 
-from gaufuse_jax import evaluation as ev
-from gaufuse_jax import viz
+from gaufuse_jax._src import evaluation as ev
+from gaufuse_jax._src import viz
 
 T = 50
 SPS = 0.64

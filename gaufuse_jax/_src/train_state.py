@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gaufuse_jax import memory as memory_lib
+from gaufuse_jax._src import memory as memory_lib
 
 
 @flax.struct.dataclass

@@ -52,8 +52,8 @@ from typing import Sequence
 
 import numpy as np
 
-from gaufuse_jax import segments as seg_lib
-from gaufuse_jax.data import wtalc
+from gaufuse_jax._src import segments as seg_lib
+from gaufuse_jax._src.data import wtalc
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,7 +83,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from gaufuse_jax import segments as segments_lib
+from gaufuse_jax._src import segments as segments_lib
 
 Detections = dict[str, np.ndarray]
 GroundTruth = dict[str, np.ndarray]

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gaufuse_jax import segments as seg_lib
+from gaufuse_jax._src import segments as seg_lib
 
 # Loop labels: an instance is `_REMAINING` until a seed's step removes it; `_DISCARDED` ones
 # (invalid input, or dropped by soft-NMS) never reach the output; removed instances carry the

@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from gaufuse_jax.data import wtalc
+from gaufuse_jax._src.data import wtalc
 
 
 def default_bucket_sizes(lengths, *, growth: float = 1.25, multiple: int = 16,

@@ -19,9 +19,9 @@ import dataclasses
 
 import numpy as np
 
-from gaufuse_jax import segments as seg_lib
-from gaufuse_jax.data import synthetic
-from gaufuse_jax.data import wtalc
+from gaufuse_jax._src import segments as seg_lib
+from gaufuse_jax._src.data import synthetic
+from gaufuse_jax._src.data import wtalc
 
 DATASET = "embedded"
 

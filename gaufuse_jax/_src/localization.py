@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gaufuse_jax import active_map
-from gaufuse_jax import fusion
-from gaufuse_jax import segments as seg_lib
-from gaufuse_jax import proposals as proposals_lib
-from gaufuse_jax import suppression
+from gaufuse_jax._src import active_map
+from gaufuse_jax._src import fusion
+from gaufuse_jax._src import segments as seg_lib
+from gaufuse_jax._src import proposals as proposals_lib
+from gaufuse_jax._src import suppression
 
 
 def reference_thresholds() -> tuple[float, ...]:

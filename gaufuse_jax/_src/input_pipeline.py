@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gaufuse_jax import data
-from gaufuse_jax import localization
-from gaufuse_jax import pseudo_labels
+from gaufuse_jax._src import data
+from gaufuse_jax._src import localization
+from gaufuse_jax._src import pseudo_labels
 
 
 def _thresholds(spec) -> tuple[float, ...]:

@@ -95,8 +95,8 @@ import warnings
 import jax
 import jax.numpy as jnp
 
-from gaufuse_jax import active_map
-from gaufuse_jax import segments as segments_lib
+from gaufuse_jax._src import active_map
+from gaufuse_jax._src import segments as segments_lib
 
 Normalize = Literal["sum", "mean"]
 Solver = Literal["ipm", "qpax", "mpax", "jaxopt"]

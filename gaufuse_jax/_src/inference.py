@@ -18,13 +18,13 @@ from jax.experimental import multihost_utils
 import numpy as np
 import tqdm
 
-from gaufuse_jax import evaluation
-from gaufuse_jax import input_pipeline
-from gaufuse_jax import localization
-from gaufuse_jax import pseudo_labels as pl_lib
-from gaufuse_jax import steps
-from gaufuse_jax.data import batching
-from gaufuse_jax.models import rskp
+from gaufuse_jax._src import evaluation
+from gaufuse_jax._src import input_pipeline
+from gaufuse_jax._src import localization
+from gaufuse_jax._src import pseudo_labels as pl_lib
+from gaufuse_jax._src import steps
+from gaufuse_jax._src.data import batching
+from gaufuse_jax._src.models import rskp
 
 
 def progress(iterable, total, desc):

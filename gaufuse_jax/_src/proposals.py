@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gaufuse_jax import segments
+from gaufuse_jax._src import segments
 
 _OUTER_RULES = ("gaufuse", "wtalc")
 

@@ -14,8 +14,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from gaufuse_jax import segments as seg_lib
-from gaufuse_jax import suppression
+from gaufuse_jax._src import segments as seg_lib
+from gaufuse_jax._src import suppression
 
 Template = Literal["gaussian", "laplace", "uniform", "student_t"]
 _TEMPLATES = ("gaussian", "laplace", "uniform", "student_t")

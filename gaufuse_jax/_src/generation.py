@@ -13,7 +13,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-from gaufuse_jax import inference
+from gaufuse_jax._src import inference
 
 
 def generate_dataset_pseudo_labels(config, p_pseudo, params, dataset, *, epoch: int,

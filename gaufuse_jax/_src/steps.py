@@ -13,11 +13,11 @@ import jax.flatten_util
 import jax.numpy as jnp
 import optax
 
-from gaufuse_jax import localization
-from gaufuse_jax import losses
-from gaufuse_jax import memory as memory_lib
-from gaufuse_jax import pseudo_labels as pl_lib
-from gaufuse_jax import schedule as schedule_lib
+from gaufuse_jax._src import localization
+from gaufuse_jax._src import losses
+from gaufuse_jax._src import memory as memory_lib
+from gaufuse_jax._src import pseudo_labels as pl_lib
+from gaufuse_jax._src import schedule as schedule_lib
 
 AXIS = "batch"
 

@@ -14,8 +14,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from gaufuse_jax import linpro
-from gaufuse_jax import localization
+from gaufuse_jax._src import linpro
+from gaufuse_jax._src import localization
 
 
 @dataclasses.dataclass(frozen=True)

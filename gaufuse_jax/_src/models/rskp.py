@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from gaufuse_jax.models import snippets as snippets_lib
+from gaufuse_jax._src.models import snippets as snippets_lib
 
 # Epsilons of the authors' code (``model/main_branch.py``): L2 normalisation, EM / walk assignment
 # normalisation over time, attention normalisation over time.

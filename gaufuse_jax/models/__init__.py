@@ -1,4 +1,0 @@
-"""Flax models: the RSKP backbone (the authors' ``model/main_branch.py``)."""
-
-from gaufuse_jax.models.rskp import RSKP
-from gaufuse_jax.models.rskp import snippet_mask
