@@ -7,6 +7,8 @@ import pytest
 from scipy import optimize
 
 from gaufuse_jax._src import linpro
+from gaufuse_jax._src.linpro import blocks
+from gaufuse_jax._src.linpro import tiers
 
 
 def _highs(a, b):
@@ -265,10 +267,10 @@ def test_lane_pool_equals_solving_each_block_alone():
   segments, scores, valid, length = _random_problems(11, 10, 4, 40)
   areas = jax.vmap(linpro.instance_areas, in_axes=(0, 0, 0, None))(segments, valid, length,
                                                                      "gaufuse")
-  lps = jax.vmap(linpro._reduce_block, in_axes=(0, 0, 0, None))(areas, valid, scores, "sum")[-1]
+  lps = jax.vmap(blocks.reduce_block, in_axes=(0, 0, 0, None))(areas, valid, scores, "sum")[-1]
   alone_x, _, alone_it, alone_ok = jax.vmap(linpro.solve_elastic_lp)(lps)
   assert len(set(np.asarray(alone_it[:7]).tolist())) > 2  # blocks finish at different steps
-  x, it, ok = jax.jit(functools.partial(linpro._solve_pool, lanes=3, solver="ipm", tol=1e-5,
+  x, it, ok = jax.jit(functools.partial(tiers.solve_pool, lanes=3, solver="ipm", tol=1e-5,
                                         max_iter=60))(lps, 7)
   np.testing.assert_array_equal(np.asarray(it[:7]), np.asarray(alone_it[:7]))
   np.testing.assert_array_equal(np.asarray(ok[:7]), np.asarray(alone_ok[:7]))
@@ -315,7 +317,7 @@ def test_jit_equals_eager_vmap_equals_loop_and_padding_invariance():
   np.testing.assert_array_equal(b_eager, b)
   with jax.enable_x64(True):
     areas = linpro.instance_areas(segments[0], valid[0], length[0], "wtalc")
-    lp = linpro._reduce_block(areas, valid[0], scores[0], "sum")[-1]
+    lp = blocks.reduce_block(areas, valid[0], scores[0], "sum")[-1]
     steps = functools.partial(linpro.solve_elastic_lp, max_iter=2)
     jitted = jax.jit(steps)(lp)
     with jax.disable_jit():
