@@ -51,7 +51,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from configs import thumos14_synth  # pylint: disable=wrong-import-position
 from gaufuse_jax._src import compilation  # pylint: disable=wrong-import-position
-from gaufuse_jax._src import inference  # pylint: disable=wrong-import-position
+from gaufuse_jax._src import devices
+from gaufuse_jax._src import input_pipeline
+from gaufuse_jax._src import programs
 from gaufuse_jax._src import schedule as schedule_lib  # pylint: disable=wrong-import-position
 from gaufuse_jax._src import steps  # pylint: disable=wrong-import-position
 from gaufuse_jax._src import train_state  # pylint: disable=wrong-import-position
@@ -106,19 +108,19 @@ def _snippets(batch):
 def train_epoch(config, model, train_ds, bucket_sizes):
   """Seconds of one epoch of the full step and its (real, padded) snippets; compiles first."""
   tx, state = _state(config, model, train_ds, bucket_sizes)
-  rstate = inference.replicate(state, config)
+  rstate = devices.replicate(state, config)
   plan = schedule_lib.epoch_plan(config.schedule, config.schedule.num_epochs - 1)
-  hparams = inference.replicate(plan.step_hparams(), config)
-  init = inference.pmap(steps.init_accumulator, config)
-  accumulate = inference.pmap(functools.partial(
+  hparams = devices.replicate(plan.step_hparams(), config)
+  init = devices.pmap(steps.init_accumulator, config)
+  accumulate = devices.pmap(functools.partial(
       steps.accumulate_step, model=model, use_memory=True,
       pseudo_frame_coef=config.pseudo.frame_coef,
       max_labels=max(int(train_ds.labels.sum(1).max()), 1)), config, donate_argnums=(1,))
-  apply = inference.pmap(functools.partial(steps.apply_step, tx=tx), config, donate_argnums=(0,))
+  apply = devices.pmap(functools.partial(steps.apply_step, tx=tx), config, donate_argnums=(0,))
   out = []
   for _ in range(2):  # compile, then time
     t0, real, padded = time.perf_counter(), 0, 0
-    iterator, _ = inference.train_batches(config, train_ds, epoch=0, bucket_sizes=bucket_sizes)
+    iterator, _ = input_pipeline.train_batches(config, train_ds, epoch=0, bucket_sizes=bucket_sizes)
     for micro_batches in iterator:
       acc = init(rstate)
       for batch in micro_batches:
@@ -138,7 +140,7 @@ def _inference_passes(config, dataset, bucket_sizes, run_batch):
   out = []
   for _ in range(2):
     t0, real, padded = time.perf_counter(), 0, 0
-    iterator, _ = inference.batches(config, dataset, bucket_sizes=bucket_sizes)
+    iterator, _ = input_pipeline.batches(config, dataset, bucket_sizes=bucket_sizes)
     for batch in iterator:
       run_batch(batch)
       r, p = _snippets(batch)
@@ -150,16 +152,16 @@ def _inference_passes(config, dataset, bucket_sizes, run_batch):
 def evaluation_pass(config, model, test_ds, bucket_sizes):
   """Seconds of one localization pass over ``test_ds`` (mAP computed untimed)."""
   _, state = _state(config, model, test_ds, bucket_sizes)
-  params = inference.replicate(state.params, config)
-  p_eval = inference.make_eval_step(config, model)
+  params = devices.replicate(state.params, config)
+  p_eval = programs.make_eval_step(config, model)
   return _inference_passes(config, test_ds, bucket_sizes, lambda batch: p_eval(params, batch))
 
 
 def generation_pass(config, model, train_ds, bucket_sizes):
   """Seconds of one pseudo-label generation (fusion + LinPro) over ``train_ds``."""
   _, state = _state(config, model, train_ds, bucket_sizes)
-  params = inference.replicate(state.params, config)
-  p_pseudo = inference.make_pseudo_label_step(config, model)
+  params = devices.replicate(state.params, config)
+  p_pseudo = programs.make_pseudo_label_step(config, model)
   temps = np.full((1,), 0.03, np.float32)
 
   def run_batch(batch):
@@ -187,8 +189,8 @@ def measure(phase: str, way: str, dim: int) -> dict:
   crop = phase == "train"
   datasets = (train_ds,) if crop else (train_ds, test_ds)
   # The reference way infers one video at a time: the training ladder pads it least.
-  bucket_sizes = inference.bucket_sizes(config, *datasets, crop=crop or not ours)
-  model = inference.build_model(config, dataset).clone(
+  bucket_sizes = input_pipeline.bucket_sizes(config, *datasets, crop=crop or not ours)
+  model = programs.build_model(config, dataset).clone(
       walk=rskp.random_walk if ours else dense_random_walk, low_rank_backward=ours)
   compilations.take()  # data and config set-up
   (_, _, _), (seconds, real, padded) = fn(config, model, dataset, bucket_sizes)

@@ -42,9 +42,10 @@ from gaufuse_jax._src.pseudo_labels import solve_pseudo_labels
 from gaufuse_jax._src.evaluation import classification_map
 from gaufuse_jax._src.evaluation import detection_map
 from gaufuse_jax._src.evaluation import detections_from_padded
-from gaufuse_jax._src.evaluation import format_map_table
-from gaufuse_jax._src.evaluation import results_json
-from gaufuse_jax._src.evaluation import validate_results_json
+from gaufuse_jax._src.evaluation import precision_recall
+from gaufuse_jax._src.results import format_map_table
+from gaufuse_jax._src.results import results_json
+from gaufuse_jax._src.results import validate_results_json
 # Model, losses, memory.
 from gaufuse_jax._src.models import RSKP
 from gaufuse_jax._src.losses import rskp_losses
@@ -92,6 +93,7 @@ __all__ = (
     "classification_map",
     "detection_map",
     "detections_from_padded",
+    "precision_recall",
     "format_map_table",
     "results_json",
     "validate_results_json",

@@ -29,7 +29,9 @@ import ml_collections
 import numpy as np
 
 from gaufuse_jax import evaluate_run
-from gaufuse_jax._src import inference
+from gaufuse_jax._src import devices
+from gaufuse_jax._src import evaluation_loop
+from gaufuse_jax._src import programs
 from gaufuse_jax._src import input_pipeline
 from gaufuse_jax import train
 from gaufuse_jax._src import train_state as train_state_lib
@@ -129,7 +131,7 @@ def _needed(rows):
 
 def _initial_params(config, train_ds):
   """The parameters a run of ``config`` starts from (same key as ``train_and_evaluate``)."""
-  model = inference.build_model(config, train_ds)
+  model = programs.build_model(config, train_ds)
   state = train_state_lib.create_train_state(
       model, train_state_lib.make_optimizer(config), jax.random.PRNGKey(config.seed),
       num_videos=1, max_snippets=1, feature_dim=train_ds.feature_dim,
@@ -157,7 +159,7 @@ def run_ablation(config: ml_collections.ConfigDict, workdir, seeds, *,
   cache_path = workdir / "ablation.json"
   results = json.loads(cache_path.read_text()) if cache_path.exists() else {}
   train_ds, test_ds = input_pipeline.load_datasets(config.data)
-  bucket_sizes = inference.bucket_sizes(config, train_ds, test_ds)
+  bucket_sizes = input_pipeline.bucket_sizes(config, train_ds, test_ds)
 
   def record(variant, setting, seed, metrics):
     slot = results.setdefault(variant, {}).setdefault(setting, {})
@@ -171,8 +173,8 @@ def run_ablation(config: ml_collections.ConfigDict, workdir, seeds, *,
   def evaluate(cfg, model, params, variant, setting, seed):
     if not done(variant, setting, seed):
       tcfg = test_config(cfg, setting)
-      metrics, _ = inference.evaluate(tcfg, inference.replicate(params, tcfg), test_ds,
-                                      p_eval=inference.make_eval_step(tcfg, model),
+      metrics, _ = evaluation_loop.evaluate(tcfg, devices.replicate(params, tcfg), test_ds,
+                                      p_eval=programs.make_eval_step(tcfg, model),
                                       bucket_sizes=bucket_sizes)
       record(variant, setting, seed, metrics)
 
@@ -194,7 +196,7 @@ def run_ablation(config: ml_collections.ConfigDict, workdir, seeds, *,
         record(variant, "fusion", seed, train.train_and_evaluate(cfg, run_dir))
       if not all(done(variant, s, seed) for s in needed.get(variant, ())):
         raw, _ = evaluate_run.restore_checkpoint(cfg, run_dir, "latest")
-        model = inference.build_model(cfg, train_ds)
+        model = programs.build_model(cfg, train_ds)
         for setting in needed[variant]:
           evaluate(cfg, model, raw["params"], variant, setting, seed)
   return results

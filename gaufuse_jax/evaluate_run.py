@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 from absl import logging
@@ -10,13 +9,14 @@ import jax
 import numpy as np
 
 from gaufuse_jax._src import checkpointing
-from gaufuse_jax._src import evaluation
-from gaufuse_jax._src import inference
+from gaufuse_jax._src import devices
+from gaufuse_jax._src import evaluation_loop
+from gaufuse_jax._src import programs
+from gaufuse_jax._src import results
 from gaufuse_jax._src import input_pipeline
 from gaufuse_jax._src import steps
 from gaufuse_jax._src import viz
 from gaufuse_jax._src.data import wtalc
-from gaufuse_jax._src.models import rskp
 
 
 def restore_checkpoint(config, workdir, checkpoint: str = "best"):
@@ -58,14 +58,14 @@ def evaluate_checkpoint(config, workdir, *, checkpoint="best", split="test", num
   train_ds, test_ds = input_pipeline.load_datasets(config.data)
   dataset = test_ds if split == "test" else train_ds
   raw, step = restore_checkpoint(config, workdir, checkpoint)
-  model = inference.build_model(config, train_ds)
-  params = inference.replicate(raw["params"], config)
-  bucket_sizes = inference.bucket_sizes(config, train_ds, test_ds)
-  metrics, detections = inference.evaluate(config, params, dataset,
-                                           p_eval=inference.make_eval_step(config, model),
+  model = programs.build_model(config, train_ds)
+  params = devices.replicate(raw["params"], config)
+  bucket_sizes = input_pipeline.bucket_sizes(config, train_ds, test_ds)
+  metrics, detections = evaluation_loop.evaluate(config, params, dataset,
+                                           p_eval=programs.make_eval_step(config, model),
                                            bucket_sizes=bucket_sizes)
   out_dir = pathlib.Path(workdir) / f"eval_{step}"
-  inference.write_outputs(out_dir, dataset, metrics, detections)
+  results.write_outputs(out_dir, dataset, metrics, detections)
   if num_plots:
     generations = np.asarray(raw["generations"]) if split == "train" else None
     plot_videos(config, model, raw["params"], dataset, detections, metrics,
@@ -143,7 +143,7 @@ def localize_features(config, workdir, features_path, output, *, checkpoint="bes
   Returns:
     The results dict that was written to ``output``.
   """
-  info = inference.read_run_info(workdir)
+  info = results.read_run_info(workdir)
   names, features = load_feature_files(features_path, feature_dim=info["feature_dim"])
   num_classes = len(info["class_names"])
   dataset = wtalc.VideoDataset(
@@ -154,17 +154,11 @@ def localize_features(config, workdir, features_path, output, *, checkpoint="bes
       durations=np.array([len(f) * info["frames_per_snippet"] / info["fps"] for f in features]),
       ambiguous={}, fps=info["fps"], frames_per_snippet=info["frames_per_snippet"])
   raw, step = restore_checkpoint(config, workdir, checkpoint)
-  model = rskp.RSKP(num_classes=num_classes, feature_dim=info["feature_dim"], **config.model)
-  detections, _ = inference.detect(
-      config, inference.replicate(raw["params"], config), dataset,
-      p_eval=inference.make_eval_step(config, model),
-      bucket_sizes=inference.bucket_sizes(config, dataset))
-  results = evaluation.results_json(detections, dataset.video_names, dataset.class_names,
-                                    fps=dataset.fps, frames_per_snippet=dataset.frames_per_snippet)
-  evaluation.validate_results_json(results)
-  output = pathlib.Path(output)
-  output.parent.mkdir(parents=True, exist_ok=True)
-  output.write_text(json.dumps(results))
+  detections, _ = evaluation_loop.detect(
+      config, devices.replicate(raw["params"], config), dataset,
+      p_eval=programs.make_eval_step(config, programs.build_model(config, dataset)),
+      bucket_sizes=input_pipeline.bucket_sizes(config, dataset))
+  written = results.write_results_json(output, detections, dataset)
   logging.info("Checkpoint step %d: %d detections in %d videos -> %s", step,
                len(detections["score"]), len(names), output)
-  return results
+  return written

@@ -20,7 +20,10 @@ import numpy as np
 from gaufuse_jax._src import checkpointing
 from gaufuse_jax._src import compilation
 from gaufuse_jax._src import generation
-from gaufuse_jax._src import inference
+from gaufuse_jax._src import devices
+from gaufuse_jax._src import evaluation_loop
+from gaufuse_jax._src import programs
+from gaufuse_jax._src import results
 from gaufuse_jax._src import input_pipeline
 from gaufuse_jax._src import metric_writers
 from gaufuse_jax._src import schedule as schedule_lib
@@ -53,7 +56,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   writer = metric_writers.MetricWriter(workdir)
-  ndev = len(inference.local_devices(config))
+  ndev = len(devices.local_devices(config))
   if config.batch_size % ndev:
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
                      f"{ndev} local devices")
@@ -61,15 +64,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # ------------------------------------------------------------------ data
   train_ds, test_ds = input_pipeline.load_datasets(config.data)
   if is_main:
-    inference.write_run_info(workdir, train_ds)
-  bucket_sizes = inference.bucket_sizes(config, train_ds, test_ds)  # whole videos
-  crop_bucket_sizes = inference.bucket_sizes(config, train_ds, crop=True)  # training crops
+    results.write_run_info(workdir, train_ds)
+  bucket_sizes = input_pipeline.bucket_sizes(config, train_ds, test_ds)  # whole videos
+  crop_bucket_sizes = input_pipeline.bucket_sizes(config, train_ds, crop=True)  # training crops
   logging.info("Data %s: %d train / %d test videos, %d classes, D=%d, buckets %s (training %s)",
                train_ds.name, len(train_ds), len(test_ds), train_ds.num_classes,
                train_ds.feature_dim, bucket_sizes, crop_bucket_sizes)
 
   # ------------------------------------------------------------------ model and state
-  model = inference.build_model(config, train_ds)
+  model = programs.build_model(config, train_ds)
   tx = train_state_lib.make_optimizer(config)
   state = train_state_lib.create_train_state(
       model, tx, jax.random.PRNGKey(config.seed), num_videos=len(train_ds),
@@ -85,26 +88,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = restored
     logging.info("Resumed from %s at epoch %d.", ckpt.directory, int(state.epoch))
   start_epoch = int(state.epoch)
-  rstate = inference.replicate(state, config)
+  rstate = devices.replicate(state, config)
   del state
 
   # ------------------------------------------------------------------ compiled steps
   # An optimizer step: an empty accumulator, the gradients of its micro-batches (each padded to
   # its own length), one update.
-  p_init_acc = inference.pmap(steps.init_accumulator, config)
+  p_init_acc = devices.pmap(steps.init_accumulator, config)
   p_accumulate = {
-      use_memory: inference.pmap(
+      use_memory: devices.pmap(
           functools.partial(steps.accumulate_step, model=model, use_memory=use_memory,
                             pseudo_frame_coef=config.pseudo.frame_coef,
                             max_labels=max(int(train_ds.labels.sum(1).max()), 1)),
           config, donate_argnums=(1,))
       for use_memory in (False, True)}
-  p_apply = inference.pmap(functools.partial(steps.apply_step, tx=tx), config,
+  p_apply = devices.pmap(functools.partial(steps.apply_step, tx=tx), config,
                            donate_argnums=(0,))
-  p_memory_init = inference.pmap(functools.partial(steps.memory_init_step, model=model), config)
-  p_eval = inference.make_eval_step(config, model)
+  p_memory_init = devices.pmap(functools.partial(steps.memory_init_step, model=model), config)
+  p_eval = programs.make_eval_step(config, model)
 
-  p_pseudo = inference.make_pseudo_label_step(config, model)
+  p_pseudo = programs.make_pseudo_label_step(config, model)
   dropped = {"pseudo": 0, "test": 0}  # proposals + instances the caps dropped (grow_caps off)
 
   # ------------------------------------------------------------------ the epoch loop
@@ -129,19 +132,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                    stats["proposals_dropped"], stats["instances_dropped"])
       writer.write(epoch, {f"pseudo/{k}": v for k, v in stats.items()})
       rstate = rstate.replace(  # (latest, previous): the Δ labels' two generations
-          generations=inference.replicate(np.stack([labels, generations[0]]), config),
+          generations=devices.replicate(np.stack([labels, generations[0]]), config),
           num_generations=rstate.num_generations + 1)
-    hparams = inference.replicate(plan.step_hparams(), config)
+    hparams = devices.replicate(plan.step_hparams(), config)
     sums = {}
-    batches, total = inference.train_batches(config, train_ds, epoch=epoch,
+    batches, total = input_pipeline.train_batches(config, train_ds, epoch=epoch,
                                              bucket_sizes=crop_bucket_sizes)
-    for micro_batches in inference.progress(batches, total, f"epoch {epoch + 1}/{num_epochs}"):
+    epoch_name = f"epoch {epoch + 1}/{num_epochs}"
+    for micro_batches in input_pipeline.progress(batches, total, epoch_name):
       acc = p_init_acc(rstate)
       for batch in micro_batches:
         # Wait for every device before the next call: queued collective steps deadlock XLA:CPU.
         acc = jax.block_until_ready(p_accumulate[plan.use_memory](rstate, acc, batch, hparams))
       rstate, metrics = jax.block_until_ready(p_apply(rstate, acc, hparams))
-      metrics = inference.unreplicate((metrics))
+      metrics = devices.unreplicate((metrics))
       if not np.isfinite(metrics["loss"]):
         good = ckpt.steps()
         raise NonFiniteLossError(
@@ -154,12 +158,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       rstate = rstate.replace(memory=generation.fill_memory_bank(
           config, p_memory_init, rstate.memory, rstate.params, train_ds,
           bucket_sizes=bucket_sizes))
-    rstate = rstate.replace(epoch=inference.replicate(jnp.int32(epoch + 1), config))
+    rstate = rstate.replace(epoch=devices.replicate(jnp.int32(epoch + 1), config))
     n = max(sums.pop("num_videos", 0.0), 1.0)
     scalars = {f"train/{k}": v / n for k, v in sums.items()}
-    programs, compile_seconds = compiled.peek()  # since the start: bounded, not per epoch
+    num_programs, compile_seconds = compiled.peek()  # since the start: bounded, not per epoch
     scalars.update({"lr": plan.learning_rate, "epoch_seconds": time.time() - t0,
-                    "compiled_programs": programs, "compile_seconds": compile_seconds})
+                    "compiled_programs": num_programs, "compile_seconds": compile_seconds})
     logging.info("epoch %d/%d: loss %.4f (%s) lr %.3g, %.1fs", epoch + 1, num_epochs,
                  scalars["train/loss"],
                  ", ".join(f"{k[6:]} {v:.3f}" for k, v in scalars.items()
@@ -169,7 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     eval_now = done == num_epochs or (config.eval.every_epochs and
                                       done % config.eval.every_epochs == 0)
     if eval_now:
-      last_metrics, last_detections = inference.evaluate(
+      last_metrics, last_detections = evaluation_loop.evaluate(
           config, rstate.params, test_ds, p_eval=p_eval, bucket_sizes=bucket_sizes)
       scalars.update({f"test/{k}": v for k, v in last_metrics.items()})
       dropped["test"] += last_metrics["proposals_dropped"] + last_metrics["instances_dropped"]
@@ -178,18 +182,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                    last_metrics["proposals_dropped"], last_metrics["instances_dropped"])
     writer.write(done, scalars)
     if done == num_epochs or done % config.checkpoint_every_epochs == 0:
-      ckpt.save(done, inference.unreplicate(rstate),
+      ckpt.save(done, devices.unreplicate(rstate),
                 last_metrics if eval_now else None)
 
   # ------------------------------------------------------------------ final outputs
   if last_detections is None:  # resumed a finished run, or the last epoch was not evaluated
-    last_metrics, last_detections = inference.evaluate(
+    last_metrics, last_detections = evaluation_loop.evaluate(
         config, rstate.params, test_ds, p_eval=p_eval, bucket_sizes=bucket_sizes)
   if is_main:
-    inference.write_outputs(workdir, test_ds, last_metrics, last_detections)
-  programs, compile_seconds = compiled.peek()
+    results.write_outputs(workdir, test_ds, last_metrics, last_detections)
+  num_programs, compile_seconds = compiled.peek()
   logging.info("Run done in %.0f s; it compiled %d XLA programs in %.0f s.",
-               time.time() - run_start, programs, compile_seconds)
+               time.time() - run_start, num_programs, compile_seconds)
   if any(dropped.values()):
     logging.warning(
         "This run dropped %d proposals / instances in pseudo-label generations and %d in "

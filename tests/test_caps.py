@@ -1,10 +1,10 @@
-"""No silent caps: ``localization.grow_caps`` and ``inference.GrowingStep`` give back every
+"""No silent caps: ``localization.grow_caps`` and ``programs.GrowingStep`` give back every
 instance of the real THUMOS14 test annotations, where fixed caps would drop some."""
 
 import jax
 import numpy as np
 
-from gaufuse_jax._src import inference
+from gaufuse_jax._src import programs
 from gaufuse_jax._src import localization
 from gaufuse_jax._src.data import wtalc
 
@@ -46,7 +46,7 @@ def test_every_thumos14_test_instance_comes_back(shared_data):
   def make(loc):
     return jax.jit(lambda cas, scores, lengths: localization.localize(cas, scores, lengths, loc))
 
-  step = inference.GrowingStep(make, cfg, grow=True, name="test")
+  step = programs.GrowingStep(make, cfg, grow=True, name="test")
   pairs.sort(key=lambda p: p[0])
   found = expected = 0
   for i in range(0, len(pairs), 32):
@@ -83,13 +83,13 @@ def test_growing_step_counts_drops_when_not_growing():
     return jax.jit(lambda c: localization.localize(c, np.ones((1, 1), np.float32),
                                                    np.array([64]), loc))
 
-  fixed = inference.GrowingStep(make, cfg, grow=False, name="fixed")
+  fixed = programs.GrowingStep(make, cfg, grow=False, name="fixed")
   instances, stats = fixed(cas)
   assert int(instances.count[0, 0]) == 4 and int(stats["instances_dropped"][0, 0]) == 6
   assert fixed.take_dropped() == {"proposals_dropped": 0, "instances_dropped": 6,
                                   "max_proposals": 16, "max_instances": 4}
   assert fixed.dropped == {"proposals": 0, "instances": 0}  # reset by take_dropped
-  grown = inference.GrowingStep(make, cfg, grow=True, name="grown")
+  grown = programs.GrowingStep(make, cfg, grow=True, name="grown")
   instances, _ = grown(cas)
   assert int(instances.count[0, 0]) == 10 and grown.loc_config.max_instances == 16
   assert grown.take_dropped()["instances_dropped"] == 0

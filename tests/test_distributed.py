@@ -22,7 +22,9 @@ import pytest
 import conftest
 import distributed_worker
 from gaufuse_jax._src import checkpointing
-from gaufuse_jax._src import inference
+from gaufuse_jax._src import devices
+from gaufuse_jax._src import evaluation_loop
+from gaufuse_jax._src import programs
 from gaufuse_jax._src import input_pipeline
 
 WORKER = pathlib.Path(distributed_worker.__file__)
@@ -135,10 +137,10 @@ def test_evaluation_covers_both_shards_and_matches_one_process(two_hosts):
 
   train_ds, test_ds = input_pipeline.load_datasets(config.data)
   assert len(test_ds) == 8
-  model = inference.build_model(config, train_ds)
-  alone, detections = inference.evaluate(
-      config, inference.replicate(state["params"], config), test_ds,
-      p_eval=inference.make_eval_step(config, model), bucket_sizes=tuple(config.bucket_sizes))
+  model = programs.build_model(config, train_ds)
+  alone, detections = evaluation_loop.evaluate(
+      config, devices.replicate(state["params"], config), test_ds,
+      p_eval=programs.make_eval_step(config, model), bucket_sizes=tuple(config.bucket_sizes))
   assert alone == pytest.approx(metrics[0], abs=1e-6)
   counts = np.bincount(detections["video"], minlength=len(test_ds))
   assert counts[:4].sum() > 0 and counts[4:].sum() > 0

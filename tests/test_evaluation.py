@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from gaufuse_jax._src import evaluation as ev
+from gaufuse_jax._src import matching
+from gaufuse_jax._src import results
 
 F = 25 / 16  # snippets per second
 
@@ -233,7 +235,7 @@ def test_matches_bruteforce_oracle(protocol, seed):
   if seed >= 3:
     amb = {"video": rng.integers(0, 4, 3),
            "segment": np.array([[5.0, 8.0], [20.0, 21.3], [0.0, 1.5]])}
-  thresholds = ev.DEFAULT_TIOU_THRESHOLDS[protocol]
+  thresholds = matching.DEFAULT_TIOU_THRESHOLDS[protocol]
   m = ev.detection_map(pred, gt, num_classes=3, protocol=protocol, ambiguous=amb)
   maps, per_class, kept = oracle_map(pred, gt, num_classes=3, thresholds=thresholds,
                                      protocol=protocol, ambiguous=amb)
@@ -249,7 +251,7 @@ def test_oracle_on_many_duplicates_and_long_groups():
   pred, gt = _random_case(rng, videos=1, classes=2, num_gt=12, num_pred=120)
   m = ev.detection_map(pred, gt, num_classes=2)
   maps, _, _ = oracle_map(pred, gt, num_classes=2, protocol="wtalc",
-                          thresholds=ev.DEFAULT_TIOU_THRESHOLDS["wtalc"])
+                          thresholds=matching.DEFAULT_TIOU_THRESHOLDS["wtalc"])
   np.testing.assert_allclose(_maps(m, "wtalc"), maps, rtol=1e-12)
 
 
@@ -315,7 +317,7 @@ def test_protocol_gap_on_real_thumos_ground_truth(shared_data):
   table = np.array(rows, np.float64)
   gt = _gt(table[:, 0], table[:, 1], table[:, 2:])
   pred = _det(gt["video"], gt["label"], np.linspace(1, 0.1, len(table)), gt["segment"] * F)
-  kw = dict(num_classes=len(classes), tiou_thresholds=ev.DEFAULT_TIOU_THRESHOLDS["wtalc"])
+  kw = dict(num_classes=len(classes), tiou_thresholds=matching.DEFAULT_TIOU_THRESHOLDS["wtalc"])
   an = ev.detection_map(pred, gt, protocol="activitynet", **kw)
   assert min(_maps(an, "activitynet")) == 100.0
   wt = ev.detection_map(pred, gt, protocol="wtalc", **kw)
@@ -775,7 +777,7 @@ def test_detection_map_input_errors():
     ev.detection_map(good, _gt([0], [0], [[6.4, 0.0]]), num_classes=2)
   with pytest.raises(ValueError, match=r"ground_truth\['segment'\]: NaN or inf"):
     ev.detection_map(good, _gt([0], [0], [[0.0, np.nan]]), num_classes=2)
-  for protocol in ev.PROTOCOLS:
+  for protocol in matching.PROTOCOLS:
     with pytest.raises(ValueError, match=r"ambiguous\['segment'\]: expected start <= end"):
       ev.detection_map(good, gt, num_classes=2, protocol=protocol,
                        ambiguous={"video": [0], "segment": [[2.0, 1.0]]})
@@ -821,7 +823,8 @@ def test_format_map_table_from_scalar_metrics():
   pred, gt = _random_case(rng)
   m = ev.detection_map(pred, gt, num_classes=3, ambiguous={"video": [0], "segment": [[0.0, 1.0]]})
   scalars = {k: v for k, v in m.items() if np.ndim(v) == 0}
-  table = ev.format_map_table(scalars, protocol="wtalc", dataset_name="THUMOS14 toy", cmap=91.234)
+  table = results.format_map_table(scalars, protocol="wtalc", dataset_name="THUMOS14 toy",
+                                   cmap=91.234)
   lines = table.splitlines()
   assert "THUMOS14 toy" in lines[0] and "`wtalc`" in lines[0] and "ambiguous" in lines[0]
   assert lines[2] == ("| tIoU | 0.1 | 0.2 | 0.3 | 0.4 | 0.5 | 0.6 | 0.7 | avg 0.1:0.5 "
@@ -830,9 +833,10 @@ def test_format_map_table_from_scalar_metrics():
   assert cells[1].strip() == f"{m['wtalc/mAP@0.1']:.2f}"
   assert cells[10].strip() == f"{m['wtalc/mAP@0.1:0.7']:.2f}" and cells[11].strip() == "91.23"
   an = ev.detection_map(pred, gt, num_classes=3, protocol="activitynet")
-  assert "avg 0.5:0.05:0.95" in ev.format_map_table(an, protocol="activitynet", dataset_name="x")
+  assert "avg 0.5:0.05:0.95" in results.format_map_table(an, protocol="activitynet",
+                                                         dataset_name="x")
   with pytest.raises(ValueError, match="no 'activitynet/mAP@"):
-    ev.format_map_table(scalars, protocol="activitynet", dataset_name="x")
+    results.format_map_table(scalars, protocol="activitynet", dataset_name="x")
 
 
 def test_results_json_round_trip():
@@ -841,13 +845,13 @@ def test_results_json_round_trip():
   pred["score"] = rng.permutation(len(pred["score"])) / 10  # distinct: the file reorders them
   videos = [f"video_test_{i:07d}" for i in range(4)]
   classes = ["A", "B", "C"]
-  obj = ev.results_json(pred, videos, classes, fps=25.0, frames_per_snippet=16.0)
+  obj = results.results_json(pred, videos, classes, fps=25.0, frames_per_snippet=16.0)
   obj = json.loads(json.dumps(obj))
-  ev.validate_results_json(obj, class_names=classes)
+  results.validate_results_json(obj, class_names=classes)
   assert obj["version"] == "VERSION 1.3" and set(obj["results"]) == set(videos)
   first = obj["results"][videos[pred["video"][0]]]
   assert [e["score"] for e in first] == sorted((e["score"] for e in first), reverse=True)
-  back = ev.detections_from_results_json(obj, videos, classes)
+  back = results.detections_from_results_json(obj, videos, classes)
   assert len(back["score"]) == len(pred["score"])
   # Same detections (as a multiset), segments back in snippets.
   key = lambda d: np.lexsort((d["segment"][:, 0].round(6), d["score"], d["label"], d["video"]))
@@ -866,12 +870,12 @@ def test_results_json_round_trip():
 def test_validate_results_json_errors():
   good = {"version": "VERSION 1.3", "external_data": {"used": True, "details": "I3D"},
           "results": {"v1": [{"label": "A", "score": 0.5, "segment": [1.0, 2.0]}]}}
-  ev.validate_results_json(good)
+  results.validate_results_json(good)
 
   def entry(**kw):
     return dict(good, results={"v1": [dict(good["results"]["v1"][0], **kw)]})
 
-  ev.validate_results_json(entry(segment=[-1.0, 1.0]))  # any finite start <= end
+  results.validate_results_json(entry(segment=[-1.0, 1.0]))  # any finite start <= end
 
   cases = [
       ({k: v for k, v in good.items() if k != "version"}, "missing keys"),
@@ -887,10 +891,10 @@ def test_validate_results_json_errors():
   ]
   for bad, match in cases:
     with pytest.raises(ValueError, match=match):
-      ev.validate_results_json(bad)
+      results.validate_results_json(bad)
   with pytest.raises(ValueError, match="label"):
-    ev.validate_results_json(good, class_names=["B"])
+    results.validate_results_json(good, class_names=["B"])
   with pytest.raises(ValueError, match="not in video_names"):
-    ev.detections_from_results_json(good, ["v2"], ["A"])
+    results.detections_from_results_json(good, ["v2"], ["A"])
   with pytest.raises(ValueError, match="out of range"):
-    ev.results_json(_det([4], [0], [1.0], [[0, 1]]), ["v1"], ["A"])
+    results.results_json(_det([4], [0], [1.0], [[0, 1]]), ["v1"], ["A"])

@@ -9,7 +9,8 @@ import numpy as np
 
 from conftest import shared_config
 from gaufuse_jax._src import generation
-from gaufuse_jax._src import inference
+from gaufuse_jax._src import devices
+from gaufuse_jax._src import programs
 from gaufuse_jax._src import input_pipeline
 from gaufuse_jax._src import pseudo_labels as pl_lib
 from gaufuse_jax._src import steps
@@ -19,7 +20,7 @@ from gaufuse_jax._src import train_state as train_state_lib
 def _setup():
   config = shared_config()
   train_ds, _ = input_pipeline.load_datasets(config.data)
-  model = inference.build_model(config, train_ds)
+  model = programs.build_model(config, train_ds)
   state = train_state_lib.create_train_state(
       model, train_state_lib.make_optimizer(config), jax.random.PRNGKey(0),
       num_videos=len(train_ds), max_snippets=288, feature_dim=train_ds.feature_dim,
@@ -29,9 +30,9 @@ def _setup():
 
 def test_dataset_generation_equals_each_video_alone():
   config, train_ds, model, state = _setup()
-  p_pseudo = inference.make_pseudo_label_step(config, model)
+  p_pseudo = programs.make_pseudo_label_step(config, model)
   labels, stats = generation.generate_dataset_pseudo_labels(
-      config, p_pseudo, inference.replicate(state.params, config), train_ds, epoch=1,
+      config, p_pseudo, devices.replicate(state.params, config), train_ds, epoch=1,
       temperature=0.02, bucket_sizes=(288,), num_snippets=300)
   assert labels.shape == (len(train_ds), 300, train_ds.num_classes + 1)
   assert stats["instances"] > 0 and stats["proposals_dropped"] == 0
@@ -61,10 +62,10 @@ def test_dataset_generation_equals_each_video_alone():
 
 def test_fill_memory_bank_fills_the_labelled_classes():
   config, train_ds, model, state = _setup()
-  p_memory_init = inference.pmap(
+  p_memory_init = devices.pmap(
       lambda bank, params, batch: steps.memory_init_step(bank, params, batch, model=model), config)
-  rstate = inference.replicate(state, config)
-  bank = inference.unreplicate(generation.fill_memory_bank(
+  rstate = devices.replicate(state, config)
+  bank = devices.unreplicate(generation.fill_memory_bank(
       config, p_memory_init, rstate.memory, rstate.params, train_ds, bucket_sizes=(288,)))
   labelled = train_ds.labels.sum(0) > 0
   filled = np.isfinite(np.asarray(bank.scores)).any(axis=-1)  # [C]: empty slots are -inf

@@ -30,7 +30,7 @@ from conftest import shared_config
 from gaufuse_jax._src import checkpointing
 from gaufuse_jax import evaluate_run
 from gaufuse_jax._src import evaluation
-from gaufuse_jax._src import inference
+from gaufuse_jax._src import programs
 from gaufuse_jax._src import memory as memory_lib
 from gaufuse_jax._src import schedule as schedule_lib
 from gaufuse_jax._src import steps
@@ -102,7 +102,7 @@ def test_config_and_dataset_json(run):
 
 def test_results_json_and_table(run):
   results = json.loads((run.workdir / "results" / "test.json").read_text())
-  evaluation.validate_results_json(results, class_names=run.test_ds.class_names)
+  results.validate_results_json(results, class_names=run.test_ds.class_names)
   assert set(results["results"]) == set(run.test_ds.video_names)
   seconds = run.test_ds.frames_per_snippet / run.test_ds.fps
   durations = dict(zip(run.test_ds.video_names, run.test_ds.lengths * seconds))
@@ -113,7 +113,7 @@ def test_results_json_and_table(run):
       assert 0.0 <= e["segment"][0] < e["segment"][1] <= durations[video] + seconds + 1e-6, (
           video, e)
   # The file holds the evaluated detections: scoring it again gives the run's ActivityNet mAP.
-  detections = evaluation.detections_from_results_json(
+  detections = results.detections_from_results_json(
       results, run.test_ds.video_names, run.test_ds.class_names, fps=run.test_ds.fps,
       frames_per_snippet=run.test_ds.frames_per_snippet)
   again = evaluation.detection_map(
@@ -224,7 +224,7 @@ def test_evaluate_checkpoint_writes_tables_and_plots(run):
     assert np.isfinite(metrics[key])
   out = run.workdir / f"eval_{NUM_EPOCHS}"
   results = json.loads((out / "results" / "train.json").read_text())
-  evaluation.validate_results_json(results, class_names=run.train_ds.class_names)
+  results.validate_results_json(results, class_names=run.train_ds.class_names)
   assert set(results["results"]) == set(run.train_ds.video_names)
   assert f"{metrics['cmAP']:.2f}" in (out / "results" / "train.md").read_text()
   first = next(n for n, s in zip(run.train_ds.video_names, run.train_ds.segments) if len(s))
@@ -250,7 +250,7 @@ def test_localize_features_folder(run, tmp_path):
   results = evaluate_run.localize_features(run.config, run.workdir, tmp_path / "features", out,
                                            checkpoint="latest")
   assert json.loads(out.read_text()) == results
-  evaluation.validate_results_json(results, class_names=run.test_ds.class_names)
+  results.validate_results_json(results, class_names=run.test_ds.class_names)
   assert sorted(results["results"]) == sorted(names)
   seconds = run.test_ds.frames_per_snippet / run.test_ds.fps
   evaluated = json.loads((run.workdir / "results" / "test.json").read_text())["results"]
@@ -461,7 +461,7 @@ def _four_video_step(*, seed, layout, memory_sign):
   config = tiny.get_config()
   ds, _ = embedded.make_embedded_dataset(seed=seed, num_train=4, num_test=1, num_classes=3,
                                          feature_dim=8, layout=layout)
-  model = inference.build_model(config, ds)
+  model = programs.build_model(config, ds)
   tx = train_state_lib.make_optimizer(config)
   state = train_state_lib.create_train_state(
       model, tx, jax.random.PRNGKey(0), num_videos=4, max_snippets=32, feature_dim=8,

@@ -287,7 +287,7 @@ def test_precision_recall_matches_oracle_and_detection_map(protocol, seed):
                              protocol=protocol)
   checked = 0
   for class_id in np.unique(gt["label"]):
-    precision, recall, ap, thr = viz.precision_recall(
+    precision, recall, ap, thr = ev.precision_recall(
         det, gt, class_id=int(class_id), tiou=thresholds, num_classes=3, protocol=protocol)
     np.testing.assert_array_equal(thr, thresholds)
     for t, value in enumerate(thresholds):
@@ -305,7 +305,7 @@ def test_precision_recall_hand_case():
          "score": np.array([0.9, 0.8, 0.1]),
          "segment": np.array([[30.0, 40.0], [0.0, 8.0], [0.0, 10.0]])}
   gt = {"video": np.array([0]), "label": np.array([0]), "segment": np.array([[0.0, 6.4]])}
-  precision, recall, ap, _ = viz.precision_recall(det, gt, class_id=0, tiou=0.5, num_classes=1)
+  precision, recall, ap, _ = ev.precision_recall(det, gt, class_id=0, tiou=0.5, num_classes=1)
   np.testing.assert_allclose(precision, [[0.0, 0.5, 1 / 3]])
   np.testing.assert_allclose(recall, [[0.0, 1.0, 1.0]])
   np.testing.assert_allclose(ap, [0.5])
@@ -315,7 +315,7 @@ def test_precision_recall_class_without_predictions():
   det = {"video": np.array([0]), "label": np.array([1]), "score": np.array([0.9]),
          "segment": np.array([[0.0, 10.0]])}
   gt = {"video": np.array([0]), "label": np.array([0]), "segment": np.array([[0.0, 6.4]])}
-  precision, recall, ap, _ = viz.precision_recall(det, gt, class_id=0, tiou=0.5, num_classes=2)
+  precision, recall, ap, _ = ev.precision_recall(det, gt, class_id=0, tiou=0.5, num_classes=2)
   assert precision.shape == recall.shape == (1, 0)
   np.testing.assert_array_equal(ap, [0.0])
   fig = viz.plot_precision_recall(det, gt, class_id=0, tiou=0.5, num_classes=2)
@@ -327,7 +327,7 @@ def test_plot_precision_recall():
   class_id = int(gt["label"][0])
   fig = viz.plot_precision_recall(det, gt, class_id=class_id, tiou=[0.1, 0.5], num_classes=3,
                                   class_name="jump")
-  _, _, ap, _ = viz.precision_recall(det, gt, class_id=class_id, tiou=[0.1, 0.5], num_classes=3)
+  _, _, ap, _ = ev.precision_recall(det, gt, class_id=class_id, tiou=[0.1, 0.5], num_classes=3)
   ax = fig.axes[0]
   assert [t.get_text() for t in ax.get_legend().get_texts()] == [
       f"tIoU 0.1: AP {100 * ap[0]:.1f}%", f"tIoU 0.5: AP {100 * ap[1]:.1f}%"]
@@ -347,4 +347,4 @@ def test_precision_recall_bad_input(kwargs, name):
     gt = {k: v[np.isin(gt["label"], labels)] for k, v in gt.items()}
   args = dict(class_id=0, tiou=0.5, num_classes=3) | kwargs
   with pytest.raises(ValueError, match=name):
-    viz.precision_recall(det, gt, **args)
+    ev.precision_recall(det, gt, **args)

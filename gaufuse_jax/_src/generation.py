@@ -2,8 +2,8 @@
 training videos (paper §3.2, the authors' ``utils/utils.py:fuse_current_pred`` over the training
 set) and the initialisation of RSKP's memory bank (the authors' ``ft_eval`` after the warm-up).
 
-Both run the batches of ``inference.batches`` (videos sorted by length) through pmapped steps
-of ``inference`` / ``steps``; with several processes each labels its shard and the results are
+Both run the batches of ``input_pipeline.batches`` (videos sorted by length) through pmapped steps
+of ``programs`` / ``steps``; with several processes each labels its shard and the results are
 gathered, so every process returns the whole set.
 """
 
@@ -13,7 +13,8 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-from gaufuse_jax._src import inference
+from gaufuse_jax._src import devices
+from gaufuse_jax._src import input_pipeline
 
 
 def generate_dataset_pseudo_labels(config, p_pseudo, params, dataset, *, epoch: int,
@@ -22,12 +23,12 @@ def generate_dataset_pseudo_labels(config, p_pseudo, params, dataset, *, epoch: 
 
   Args:
     config: the run's config (``batch_size``, ``seed``, ``pseudo.teacher_dropout``, devices).
-    p_pseudo: ``inference.make_pseudo_label_step(config, model)``.
+    p_pseudo: ``programs.make_pseudo_label_step(config, model)``.
     params: replicated teacher parameters.
     dataset: ``VideoDataset`` of V videos.
     epoch: the generation's epoch (seeds the teacher's dropout keys when it is on).
     temperature: the generation's fusion temperature.
-    bucket_sizes: padded lengths of the batches (``inference.bucket_sizes``).
+    bucket_sizes: padded lengths of the batches (``input_pipeline.bucket_sizes``).
     num_snippets: snippets ``T`` of the returned labels (>= every video's length).
 
   Returns:
@@ -37,13 +38,13 @@ def generate_dataset_pseudo_labels(config, p_pseudo, params, dataset, *, epoch: 
   """
   rngs = None  # teacher dropout: one key per video (steps.video_keys)
   if config.pseudo.teacher_dropout:
-    rngs = inference.replicate(
+    rngs = devices.replicate(
         jax.random.fold_in(jax.random.PRNGKey(config.seed), 1_000_003 + epoch), config)
-  temperatures = np.full((len(inference.local_devices(config)),), temperature, np.float32)
+  temperatures = np.full((len(devices.local_devices(config)),), temperature, np.float32)
   labels = np.zeros((len(dataset), num_snippets, dataset.num_classes + 1), np.float32)
   counts = np.zeros(2, np.int64)  # fused instances, LP fallbacks
-  batches, total = inference.batches(config, dataset, bucket_sizes=bucket_sizes)
-  for batch in inference.progress(batches, total, f"pseudo labels @{epoch}"):
+  batches, total = input_pipeline.batches(config, dataset, bucket_sizes=bucket_sizes)
+  for batch in input_pipeline.progress(batches, total, f"pseudo labels @{epoch}"):
     batch_labels, diagnostics = p_pseudo(params, batch, temperatures, rngs)
     index = batch["video_index"].reshape(-1)
     batch_labels = batch_labels.reshape((-1,) + batch_labels.shape[2:])
@@ -61,7 +62,7 @@ def fill_memory_bank(config, p_memory_init, bank, params, dataset, *, bucket_siz
   """The memory bank after adding the EM tokens of every video of ``dataset`` to the slots of
   its labelled classes (``steps.memory_init_step``, pmapped as ``p_memory_init``; ``bank`` and
   ``params`` replicated)."""
-  batches, total = inference.batches(config, dataset, bucket_sizes=bucket_sizes)
-  for batch in inference.progress(batches, total, "memory init"):
+  batches, total = input_pipeline.batches(config, dataset, bucket_sizes=bucket_sizes)
+  for batch in input_pipeline.progress(batches, total, "memory init"):
     bank = jax.block_until_ready(p_memory_init(bank, params, batch))
   return bank

@@ -1,12 +1,17 @@
-"""From the config to datasets and post-processing settings."""
+"""From the config to datasets, their padded batches and bucket sizes, and post-processing
+settings."""
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+import tqdm
 
 from gaufuse_jax._src import data
+from gaufuse_jax._src import devices
 from gaufuse_jax._src import localization
 from gaufuse_jax._src import pseudo_labels
+from gaufuse_jax._src.data import batching
 
 
 def _thresholds(spec) -> tuple[float, ...]:
@@ -60,3 +65,58 @@ def pseudo_label_config(pc) -> pseudo_labels.PseudoLabelConfig:
       overlap_threshold=pc.overlap_threshold, template=pc.template)
   return pseudo_labels.PseudoLabelConfig(localization=loc, outer_rule=pc.outer_rule,
                                          normalize=pc.normalize, solver=pc.solver)
+
+
+def batches(config, dataset, *, bucket_sizes):
+  """``(iterator, count)`` of this process's padded batches of whole videos (leading local-device
+  axis), in order of decreasing length so that each batch pads little: evaluation, pseudo labels
+  and memory initialisation, where the order does not matter."""
+  iterator = batching.iterate_batches(
+      dataset, batch_size=config.batch_size, seed=config.seed, epoch=0, shuffle=False,
+      sort_by_length=True, bucket_sizes=bucket_sizes,
+      num_devices=len(devices.local_devices(config)),
+      process_index=jax.process_index(), process_count=jax.process_count())
+  count = batching.num_batches(dataset, batch_size=config.batch_size,
+                               process_count=jax.process_count())
+  return iterator, count
+
+
+def train_batches(config, dataset, *, epoch, bucket_sizes):
+  """``(iterator, count)`` of this process's optimizer steps of one epoch, each a list of
+  micro-batches (``batching.iterate_micro_batches`` with ``config.micro_batch_size``; crops of
+  ``config.max_snippets``)."""
+  ndev = len(devices.local_devices(config))
+  iterator = batching.iterate_micro_batches(
+      dataset, batch_size=config.batch_size, seed=config.seed, epoch=epoch,
+      micro_batch_size=config.micro_batch_size or config.batch_size // ndev,
+      bucket_sizes=bucket_sizes, max_snippets=config.max_snippets or None, num_devices=ndev,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  count = batching.num_batches(dataset, batch_size=config.batch_size,
+                               process_count=jax.process_count())
+  return iterator, count
+
+
+def bucket_sizes(config, *datasets, crop=False) -> tuple[int, ...]:
+  """``config.bucket_sizes`` when set; else, for whole videos (evaluation, pseudo labels, memory
+  initialisation: the batches of ``batches``, fixed in advance), the
+  ``config.inference_buckets`` sizes that pad the batches of all ``datasets`` least
+  (``batching.fitted_bucket_sizes``); with ``crop`` (training, one video per micro-batch, crops
+  of ``config.max_snippets``), the used rungs of the ladder of ``config.bucket_growth``
+  (``batching.default_bucket_sizes``)."""
+  if config.bucket_sizes:
+    return tuple(config.bucket_sizes)
+  if crop:
+    return batching.default_bucket_sizes(
+        np.concatenate([d.lengths for d in datasets]), growth=config.bucket_growth,
+        max_snippets=config.max_snippets or None)
+  per_batch = config.batch_size * jax.process_count()  # a global batch of ``batches``
+  longest = [d.lengths[batching.epoch_order(len(d), seed=0, epoch=0, shuffle=False,
+                                            lengths=d.lengths)][::per_batch] for d in datasets]
+  return batching.fitted_bucket_sizes(np.concatenate(longest),
+                                      num_buckets=config.inference_buckets)
+
+
+def progress(iterable, total, desc):
+  """A tqdm bar with ETA on process 0, silent elsewhere."""
+  return tqdm.tqdm(iterable, total=total, desc=desc, leave=False,
+                   disable=jax.process_index() != 0, dynamic_ncols=True)

@@ -37,7 +37,7 @@ class LocalizationConfig:
     thresholds: CAS thresholds of the multi-threshold proposals.
     max_proposals: N, padded proposals per (video, class) over all thresholds; runs beyond
       it are dropped and counted (``localize``'s ``proposals_dropped``). The authors keep
-      every run: callers that must not drop anything grow it (``inference.GrowingStep``).
+      every run: callers that must not drop anything grow it (``programs.GrowingStep``).
     max_instances: K, padded instances kept per (video, class), in seed order; the rest are
       dropped and counted (``instances_dropped``).
     min_length: shortest proposal in snippets.

@@ -13,7 +13,6 @@ ground-truth segments are in SECONDS (the ``evaluation`` formats). Snippet ``t``
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import re
 import sys
@@ -25,8 +24,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 import numpy as np
 
-from gaufuse_jax._src import evaluation as ev
+from gaufuse_jax._src import evaluation
 from gaufuse_jax._src import segments as segments_lib
+from gaufuse_jax._src import tables
 
 PANEL_HEIGHT = 1.6  # inches per signal panel
 ROW_HEIGHT = 0.45  # inches per class row of the detections panel
@@ -58,10 +58,10 @@ def _signal(value, name: str, *, ndim: int, length: int | None = None) -> np.nda
 def _instances(table, name: str, *, scored: bool, num_names: int) -> dict[str, np.ndarray]:
   """One video's instances ``{"segment" [n, 2], "label" [n](, "score" [n])}``, checked; extra keys
   (e.g. ``"video"``) are ignored."""
-  out = {"segment": ev._column(table, "segment", name, integer=False, pairs=True),
-         "label": ev._column(table, "label", name, integer=True)}
+  out = {"segment": tables.check_column(table, "segment", name, integer=False, pairs=True),
+         "label": tables.check_column(table, "label", name, integer=True)}
   if scored:
-    out["score"] = ev._column(table, "score", name, integer=False)
+    out["score"] = tables.check_column(table, "score", name, integer=False)
   lengths = {k: len(v) for k, v in out.items()}
   if len(set(lengths.values())) > 1:
     raise ValueError(f"{name}: arrays must have the same length, found {lengths}")
@@ -169,7 +169,7 @@ def plot_video(*, cas, class_names: Sequence[str], attention=None, classes=None,
       length, label out of ``class_names``), non-positive ``seconds_per_snippet``, or class ids
       that are out of range, duplicated or unnamed.
   """
-  seconds_per_snippet = ev._check_positive("seconds_per_snippet", seconds_per_snippet)
+  seconds_per_snippet = tables.check_positive("seconds_per_snippet", seconds_per_snippet)
   names = list(class_names)
   cas = _signal(cas, "cas", ndim=2)
   num_snippets = cas.shape[0]
@@ -314,55 +314,6 @@ def plot_map_vs_tiou(results: Mapping, *, title: str = "") -> Figure:
 # ----------------------------------------------------------------------------- precision-recall
 
 
-def precision_recall(detections, ground_truth, *, class_id: int, tiou, num_classes: int,
-                     protocol: str = "wtalc", fps: float = segments_lib.FPS,
-                     frames_per_snippet: float = segments_lib.FRAMES_PER_SNIPPET):
-  """Precision and recall along the score ranking of one class, with the evaluation's matching.
-
-  Uses ``evaluation``'s validation, discretization (``protocol``), greedy matching and all-points
-  AP, so ``ap`` equals ``detection_map(...)[f"{protocol}/per_class_ap"][:, class_id] / 100``.
-
-  Args:
-    detections: ``evaluation.Detections`` (segments in snippets), all videos and classes.
-    ground_truth: ``evaluation.GroundTruth`` (segments in seconds).
-    class_id: the class, in ``[0, num_classes)``; it must have ground truth.
-    tiou: one threshold or a sequence of ``n_thr`` thresholds in (0, 1].
-    num_classes: C.
-    protocol: ``"wtalc"`` or ``"activitynet"``.
-    fps, frames_per_snippet: one snippet is ``frames_per_snippet / fps`` seconds.
-
-  Returns:
-    ``(precision [n_thr, P_c], recall [n_thr, P_c], ap [n_thr], thresholds [n_thr])`` float64;
-    ``P_c`` is the number of predictions of the class, ranked by descending score (ties in
-    input order).
-
-  Raises:
-    ValueError: what ``detection_map`` raises, a ``class_id`` out of range, or a class without
-      ground truth.
-  """
-  thresholds = ev._thresholds(np.atleast_1d(np.asarray(tiou, np.float64)), protocol)
-  if not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-    raise ValueError(f"num_classes: expected a positive integer, found {num_classes!r}")
-  if not isinstance(class_id, numbers.Integral) or not 0 <= class_id < num_classes:
-    raise ValueError(f"class_id: expected an int in [0, {num_classes}), found {class_id!r}")
-  fps = ev._check_positive("fps", fps)
-  frames_per_snippet = ev._check_positive("frames_per_snippet", frames_per_snippet)
-  det = ev._table(detections, "detections", num_classes=num_classes, scored=True)
-  gt = ev._table(ground_truth, "ground_truth", num_classes=num_classes)
-  det = {k: v[det["label"] == class_id] for k, v in det.items()}
-  gt = {k: v[gt["label"] == class_id] for k, v in gt.items()}
-  num_positive = len(gt["label"])
-  if num_positive == 0:
-    raise ValueError(f"class_id: class {class_id} has no ground truth; recall is undefined")
-  pred_iv, gt_iv = ev._discretize(protocol, det["segment"], gt["segment"], fps,
-                                  frames_per_snippet)
-  tp = ev._greedy_match(det["video"], det["score"], pred_iv, gt["video"], gt_iv, thresholds)
-  tp = tp[:, np.argsort(-det["score"], kind="stable")]
-  hits = np.cumsum(tp, axis=1, dtype=np.float64)
-  precision = hits / np.arange(1, tp.shape[1] + 1)
-  return precision, hits / num_positive, ev._all_points_ap(tp, num_positive), thresholds
-
-
 def plot_precision_recall(detections, ground_truth, *, class_id: int, tiou, num_classes: int,
                           protocol: str = "wtalc", fps: float = segments_lib.FPS,
                           frames_per_snippet: float = segments_lib.FRAMES_PER_SNIPPET,
@@ -371,9 +322,9 @@ def plot_precision_recall(detections, ground_truth, *, class_id: int, tiou, num_
 
   Each threshold gets its raw precision (thin) and the interpolated precision envelope that the
   all-points AP integrates (thick, AP in the legend). Arguments and errors as
-  ``precision_recall``; ``class_name`` labels the title (default ``"class <id>"``).
+  ``evaluation.precision_recall``; ``class_name`` labels the title (default ``"class <id>"``).
   """
-  precision, recall, ap, thresholds = precision_recall(
+  precision, recall, ap, thresholds = evaluation.precision_recall(
       detections, ground_truth, class_id=class_id, tiou=tiou, num_classes=num_classes,
       protocol=protocol, fps=fps, frames_per_snippet=frames_per_snippet)
   fig = _new_figure(6.0, 4.5)
