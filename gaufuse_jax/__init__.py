@@ -62,6 +62,8 @@ from gaufuse_jax._src.data import load_wtalc
 from gaufuse_jax._src.data import make_embedded_dataset
 from gaufuse_jax._src.data import make_semisynthetic_dataset
 from gaufuse_jax._src.data import write_wtalc
+from gaufuse_jax._src.data.errors import DataError
+from gaufuse_jax._src.data.errors import MissingFileError
 
 __all__ = (
     "FPS",
@@ -111,6 +113,8 @@ __all__ = (
     "make_embedded_dataset",
     "make_semisynthetic_dataset",
     "write_wtalc",
+    "DataError",
+    "MissingFileError",
 )
 
 __version__ = "0.1.0"

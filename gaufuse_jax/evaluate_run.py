@@ -16,7 +16,7 @@ from gaufuse_jax._src import results
 from gaufuse_jax._src import input_pipeline
 from gaufuse_jax._src import steps
 from gaufuse_jax._src import viz
-from gaufuse_jax._src.data import wtalc
+from gaufuse_jax._src.data.video_dataset import VideoDataset
 
 
 def restore_checkpoint(config, workdir, checkpoint: str = "best"):
@@ -146,7 +146,7 @@ def localize_features(config, workdir, features_path, output, *, checkpoint="bes
   info = results.read_run_info(workdir)
   names, features = load_feature_files(features_path, feature_dim=info["feature_dim"])
   num_classes = len(info["class_names"])
-  dataset = wtalc.VideoDataset(
+  dataset = VideoDataset(
       name="unlabelled", split="unlabelled", class_names=tuple(info["class_names"]),
       video_names=tuple(names), features=features,
       labels=np.zeros((len(names), num_classes), np.float32),

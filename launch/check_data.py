@@ -12,6 +12,9 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from gaufuse_jax._src.data.errors import DataError
+from gaufuse_jax._src.data.video_dataset import VideoDataset
+from gaufuse_jax._src.data import wtalc_annotations
 from gaufuse_jax._src.data import wtalc
 
 FLAGS = flags.FLAGS
@@ -27,7 +30,7 @@ flags.DEFINE_integer("min_snippets", 2, "Videos with fewer snippets are skipped.
 flags.mark_flag_as_required("data_dir")
 
 
-def summarize(ds: wtalc.VideoDataset) -> str:
+def summarize(ds: VideoDataset) -> str:
   """Multi-line summary of one split: videos, classes, segments, snippet lengths, report."""
   lengths = ds.lengths
   seg_len = np.concatenate([np.zeros(0)] + [s[:, 1] - s[:, 0] for s in ds.segments])
@@ -61,13 +64,13 @@ def main(argv):
   try:
     annotations, features, source = wtalc.open_wtalc(
         FLAGS.data_dir, dataset=FLAGS.dataset, annotation_dir=FLAGS.annotation_dir)
-  except wtalc.DataError as e:
+  except DataError as e:
     print(f"ERROR: {e}")
     sys.exit(1)
   print(f"{FLAGS.dataset}: {annotations.num_videos} videos in {annotations.source}, "
         f"{annotations.num_segments} segments before clipping; features: {source}")
   errors = 0
-  for split in wtalc.SPLITS:
+  for split in wtalc_annotations.SPLITS:
     try:
       with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skipped videos are listed in the summary

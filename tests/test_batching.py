@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gaufuse_jax._src.data import batching
-from gaufuse_jax._src.data import wtalc
+from gaufuse_jax._src.data.video_dataset import VideoDataset
 
 BUCKETS = (16, 32, 64)
 
@@ -18,7 +18,7 @@ def _dataset(num_videos=23, dim=3, num_classes=4, seed=0, max_length=60):
   lengths = rng.integers(2, max_length + 1, num_videos)
   lengths[0] = max_length
   labels = (rng.random((num_videos, num_classes)) < 0.4).astype(np.float32)
-  return wtalc.VideoDataset(
+  return VideoDataset(
       name="toy", split="train", class_names=tuple(f"c{i}" for i in range(num_classes)),
       video_names=tuple(f"v{i}" for i in range(num_videos)),
       features=[rng.random((int(t), dim), dtype=np.float32) + 0.1 for t in lengths],

@@ -6,7 +6,7 @@ import numpy as np
 
 from gaufuse_jax._src import programs
 from gaufuse_jax._src import localization
-from gaufuse_jax._src.data import wtalc
+from gaufuse_jax._src.data import wtalc_annotations as annotations_lib
 
 
 def test_grow_caps_hand_values():
@@ -31,7 +31,7 @@ def _gt_runs(segments, labels, cls, length):
 
 
 def test_every_thumos14_test_instance_comes_back(shared_data):
-  ann = wtalc.load_annotations(shared_data / "thumos14", dataset="Thumos14reduced")
+  ann = annotations_lib.load_annotations(shared_data / "thumos14", dataset="Thumos14reduced")
   pairs = []  # (length, class, runs) of every (test video, class with GT)
   for v in ann.split_indices("test"):
     length = int(np.ceil(ann.durations[v] * 25 / 16))

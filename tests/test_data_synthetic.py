@@ -11,6 +11,7 @@ import pytest
 
 from gaufuse_jax._src.data import embedded
 from gaufuse_jax._src.data import synthetic
+from gaufuse_jax._src.data import wtalc_annotations as ann
 from gaufuse_jax._src.data import wtalc
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -148,7 +149,7 @@ def test_params_validation():
 
 @pytest.fixture(scope="module")
 def thumos_annotations(shared_data):
-  return wtalc.load_annotations(shared_data / "thumos14", dataset="Thumos14reduced")
+  return ann.load_annotations(shared_data / "thumos14", dataset="Thumos14reduced")
 
 
 def test_semisynthetic_thumos14(shared_data, thumos_annotations):
@@ -165,10 +166,10 @@ def test_write_wtalc_round_trip(shared_data, thumos_annotations, tmp_path):
   features = synthetic.synthesize_features(thumos_annotations, seed=2, feature_dim=8)
   synthetic.write_wtalc(tmp_path, "Thumos14reduced", thumos_annotations, features)
   names = sorted(p.name for p in (tmp_path / "Thumos14reduced-Annotations").iterdir())
-  assert names == sorted([f"{n}.npy" for n in wtalc.ANNOTATION_FILES] + ["Ambiguous_test.txt"])
+  assert names == sorted([f"{n}.npy" for n in ann.ANNOTATION_FILES] + ["Ambiguous_test.txt"])
   assert np.load(tmp_path / "Thumos14reduced-Annotations" / "classlist.npy").dtype.kind == "S"
   expected = synthetic.make_semisynthetic_dataset(shared_data / "thumos14", seed=2, feature_dim=8)
-  for split, want in zip(wtalc.SPLITS, expected):
+  for split, want in zip(ann.SPLITS, expected):
     got = wtalc.load_wtalc(tmp_path, dataset="Thumos14reduced", split=split)
     assert got.video_names == want.video_names and got.class_names == want.class_names
     assert all(np.array_equal(a, b) for a, b in zip(got.features, want.features))

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from gaufuse_jax._src.data import synthetic
+from gaufuse_jax._src.data import errors
+from gaufuse_jax._src.data import wtalc_annotations as ann
 from gaufuse_jax._src.data import wtalc
 
 DIM = 4
@@ -17,7 +19,7 @@ DIM = 4
 
 @pytest.fixture(scope="module")
 def thumos(shared_data):
-  return wtalc.load_annotations(shared_data / "thumos14", dataset="Thumos14reduced")
+  return ann.load_annotations(shared_data / "thumos14", dataset="Thumos14reduced")
 
 
 def _zero_features(annotations, dim=DIM):
@@ -42,7 +44,7 @@ def test_thumos14_annotation_counts(thumos):
 
 
 def test_annotation_folder_given_directly_or_by_parent(shared_data, thumos):
-  direct = wtalc.load_annotations(shared_data / "thumos14" / "Thumos14reduced-Annotations",
+  direct = ann.load_annotations(shared_data / "thumos14" / "Thumos14reduced-Annotations",
                                   dataset="Thumos14reduced")
   assert direct.video_names == thumos.video_names
   for a, b in zip(direct.segments, thumos.segments):
@@ -50,13 +52,13 @@ def test_annotation_folder_given_directly_or_by_parent(shared_data, thumos):
 
 
 def test_activitynet_annotation_counts(shared_data):
-  anet = wtalc.load_annotations(shared_data / "activitynet1.2", dataset="ActivityNet1.2")
+  anet = ann.load_annotations(shared_data / "activitynet1.2", dataset="ActivityNet1.2")
   assert anet.num_videos == 7202 and anet.num_classes == 100
   assert len(anet.split_indices("train")) == 4819 and len(anet.split_indices("test")) == 2383
   assert sum(len(anet.segments[i]) for i in anet.split_indices("train")) == 7151
   assert sum(len(anet.segments[i]) for i in anet.split_indices("test")) == 3582
   assert anet.ambiguous == {}
-  anet13 = wtalc.load_annotations(shared_data / "activitynet1.3", dataset="ActivityNet1.3")
+  anet13 = ann.load_annotations(shared_data / "activitynet1.3", dataset="ActivityNet1.3")
   assert anet13.num_videos == 13912 and anet13.num_classes == 200
 
 
@@ -104,7 +106,7 @@ def _tiny_annotations(**overrides):
       labels=np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0], [1, 1, 0]], np.float32),
       ambiguous={"v2": np.array([[0.0, 1.0]])}, source="tiny")
   fields.update(overrides)
-  return wtalc.Annotations(**fields)
+  return ann.Annotations(**fields)
 
 
 def _tiny_features(annotations, dim=DIM, seed=0):
@@ -177,7 +179,7 @@ def test_per_video_feature_folder(tmp_path):
   test = _load(tmp_path, "test")
   np.testing.assert_array_equal(test.features[0], features[2])
   (tmp_path / "Tiny-I3D-JOINTFeatures" / "v3.npy").unlink()
-  with pytest.raises(wtalc.MissingFileError, match=r"missing per-video feature file .*v3\.npy"):
+  with pytest.raises(errors.MissingFileError, match=r"missing per-video feature file .*v3\.npy"):
     _load(tmp_path, "test")
 
 
@@ -212,7 +214,7 @@ def test_short_videos_are_skipped_with_a_warning(tiny):
 # ----------------------------------------------------------------- one test per error message
 
 def test_error_missing_annotation_folder(tmp_path):
-  with pytest.raises(wtalc.MissingFileError,
+  with pytest.raises(errors.MissingFileError,
                      match=r"missing annotation file classlist\.npy for dataset 'Tiny': looked in "
                            r".* and .*Tiny-Annotations; the standard files come from the W-TALC"):
     _load(tmp_path)
@@ -221,7 +223,7 @@ def test_error_missing_annotation_folder(tmp_path):
 def test_error_missing_annotation_file(tiny):
   root, _, _ = tiny
   (_ann(root) / "labels_all.npy").unlink()
-  with pytest.raises(wtalc.MissingFileError,
+  with pytest.raises(errors.MissingFileError,
                      match=r"missing annotation file .*labels_all\.npy; the standard files come "
                            r"from the W-TALC release"):
     _load(root)
@@ -230,7 +232,7 @@ def test_error_missing_annotation_file(tiny):
 def test_error_missing_feature_file(tiny):
   root, _, _ = tiny
   (root / "Tiny-I3D-JOINTFeatures.npy").unlink()
-  with pytest.raises(wtalc.MissingFileError,
+  with pytest.raises(errors.MissingFileError,
                      match=r"missing feature file .*Tiny-I3D-JOINTFeatures\.npy \(or per-video "
                            r"folder .*Tiny-I3D-JOINTFeatures/<video>\.npy\); the standard files"):
     _load(root)
@@ -241,14 +243,14 @@ def test_error_missing_feature_file(tiny):
 def test_error_unreadable_file(tiny):
   root, _, _ = tiny
   (_ann(root) / "subset.npy").write_bytes(b"not a numpy file")
-  with pytest.raises(wtalc.DataError, match=r"subset\.npy: cannot be read as a \.npy file"):
+  with pytest.raises(errors.DataError, match=r"subset\.npy: cannot be read as a \.npy file"):
     _load(root)
 
 
 def test_error_annotation_counts_disagree(tiny):
   root, _, _ = tiny
   np.save(_ann(root) / "subset.npy", np.array([b"training", b"training", b"validation"]))
-  with pytest.raises(wtalc.DataError,
+  with pytest.raises(errors.DataError,
                      match=r"annotation files in .* disagree on the number of videos: .*"
                            r"'videoname\.npy': 4, 'subset\.npy': 3"):
     _load(root)
@@ -257,7 +259,7 @@ def test_error_annotation_counts_disagree(tiny):
 def test_error_feature_count_disagrees(tiny):
   root, _, features = tiny
   _write_features(root, features[:3])
-  with pytest.raises(wtalc.DataError,
+  with pytest.raises(errors.DataError,
                      match=r"Tiny-I3D-JOINTFeatures\.npy: expected 4 videos \(one per row of "
                            r"videoname\.npy, in annotation order\), found 3"):
     _load(root)
@@ -267,11 +269,11 @@ def test_error_wrong_feature_dim(tiny):
   root, _, features = tiny
   features[1] = np.zeros((10, DIM + 1), np.float32)
   _write_features(root, features)
-  with pytest.raises(wtalc.DataError,
+  with pytest.raises(errors.DataError,
                      match=r"video v1: expected feature dim 4 \(that of the first video, v0\), "
                            r"found 5"):
     _load(root)
-  with pytest.raises(wtalc.DataError, match=r"video v0: expected feature dim 8 \(feature_dim\), "
+  with pytest.raises(errors.DataError, match=r"video v0: expected feature dim 8 \(feature_dim\), "
                                             r"found 4"):
     _load(root, feature_dim=8)
 
@@ -280,7 +282,7 @@ def test_error_feature_not_two_dimensional(tiny):
   root, _, features = tiny
   features[2] = np.zeros(13, np.float32)
   _write_features(root, features)
-  with pytest.raises(wtalc.DataError, match=r"video v2: expected a \[T, D\] float array, found "
+  with pytest.raises(errors.DataError, match=r"video v2: expected a \[T, D\] float array, found "
                                             r"shape \(13,\)"):
     _load(root, "test")
 
@@ -289,7 +291,7 @@ def test_error_nan_rows(tiny):
   root, _, features = tiny
   features[0][[3, 7], 1] = [np.nan, np.inf]
   _write_features(root, features)
-  with pytest.raises(wtalc.DataError,
+  with pytest.raises(errors.DataError,
                      match=r"video v0: expected finite features, found NaN/inf in 2 of 16 snippet "
                            r"rows \(first: row 3\)"):
     _load(root)
@@ -298,7 +300,7 @@ def test_error_nan_rows(tiny):
 def test_error_empty_classlist(tiny):
   root, _, _ = tiny
   np.save(_ann(root) / "classlist.npy", np.array([], dtype="S1"))
-  with pytest.raises(wtalc.DataError,
+  with pytest.raises(errors.DataError,
                      match=r"classlist\.npy: expected at least one class name, found none"):
     _load(root)
 
@@ -306,7 +308,7 @@ def test_error_empty_classlist(tiny):
 def test_error_segment_label_not_in_classlist(tiny):
   root, _, _ = tiny
   _resave(root, "labels", [["Jump", "Jump"], ["Swim"], ["Dance"], []])
-  with pytest.raises(wtalc.DataError, match=r"labels\.npy: video v2: label 'Dance' is not in "
+  with pytest.raises(errors.DataError, match=r"labels\.npy: video v2: label 'Dance' is not in "
                                             r"classlist\.npy \(expected one of 3 classes\)"):
     _load(root)
 
@@ -314,7 +316,7 @@ def test_error_segment_label_not_in_classlist(tiny):
 def test_error_video_label_not_in_classlist(tiny):
   root, _, _ = tiny
   _resave(root, "labels_all", [["Jump"], ["Swim"], ["Run"], ["Jump", "Fly"]])
-  with pytest.raises(wtalc.DataError, match=r"labels_all\.npy: video v3: label 'Fly' is not in "
+  with pytest.raises(errors.DataError, match=r"labels_all\.npy: video v3: label 'Fly' is not in "
                                             r"classlist\.npy"):
     _load(root)
 
@@ -322,7 +324,7 @@ def test_error_video_label_not_in_classlist(tiny):
 def test_error_labels_and_segments_lengths_differ(tiny):
   root, _, _ = tiny
   _resave(root, "labels", [["Jump"], ["Swim"], ["Run"], []])
-  with pytest.raises(wtalc.DataError, match=r"labels\.npy: video v0: expected one label per "
+  with pytest.raises(errors.DataError, match=r"labels\.npy: video v0: expected one label per "
                                             r"segment \(2 in segments\.npy\), found 1"):
     _load(root)
 
@@ -330,11 +332,11 @@ def test_error_labels_and_segments_lengths_differ(tiny):
 def test_error_malformed_segment(tiny):
   root, _, _ = tiny
   _resave(root, "segments", [[[1.0, 2.5], [6.0, 4.0]], [[0.5, 3.0]], [[2.0, 4.0]], []])
-  with pytest.raises(wtalc.DataError, match=r"segments\.npy: video v0: segment 1 must satisfy "
+  with pytest.raises(errors.DataError, match=r"segments\.npy: video v0: segment 1 must satisfy "
                                             r"0 <= start <= end .*found \[6\.0, 4\.0\]"):
     _load(root)
   _resave(root, "segments", [[[1.0, 2.5, 3.0]], [[0.5, 3.0]], [[2.0, 4.0]], []])
-  with pytest.raises(wtalc.DataError, match=r"segments\.npy: video v0: expected a list of "
+  with pytest.raises(errors.DataError, match=r"segments\.npy: video v0: expected a list of "
                                             r"\[start, end\] pairs in seconds, found shape"):
     _load(root)
 
@@ -342,7 +344,7 @@ def test_error_malformed_segment(tiny):
 def test_error_bad_duration(tiny):
   root, _, _ = tiny
   np.save(_ann(root) / "duration.npy", np.array([[10.0], [0.0], [8.0], [12.0]]))
-  with pytest.raises(wtalc.DataError, match=r"duration\.npy: video v1: expected a finite duration "
+  with pytest.raises(errors.DataError, match=r"duration\.npy: video v1: expected a finite duration "
                                             r"> 0 seconds, found 0\.0"):
     _load(root)
 
@@ -350,18 +352,18 @@ def test_error_bad_duration(tiny):
 def test_error_duplicate_names(tiny):
   root, _, _ = tiny
   np.save(_ann(root) / "videoname.npy", np.array([b"v0", b"v1", b"v1", b"v3"]))
-  with pytest.raises(wtalc.DataError, match=r"videoname\.npy: expected unique video names"):
+  with pytest.raises(errors.DataError, match=r"videoname\.npy: expected unique video names"):
     _load(root)
   np.save(_ann(root) / "videoname.npy", np.array([b"v0", b"v1", b"v2", b"v3"]))
   np.save(_ann(root) / "classlist.npy", np.array([b"Jump", b"Run", b"Jump"]))
-  with pytest.raises(wtalc.DataError, match=r"classlist\.npy: expected unique class names"):
+  with pytest.raises(errors.DataError, match=r"classlist\.npy: expected unique class names"):
     _load(root)
 
 
 def test_error_malformed_ambiguous_line(tiny):
   root, _, _ = tiny
   (_ann(root) / "Ambiguous_test.txt").write_text("v2  0.0 1.0\n\nv3  5.0\n")
-  with pytest.raises(wtalc.DataError,
+  with pytest.raises(errors.DataError,
                      match=r"Ambiguous_test\.txt: line 3: expected 'video start end' with "
                            r"start <= end \(seconds\), found 'v3  5\.0'"):
     _load(root)
@@ -375,13 +377,13 @@ def test_error_bad_split(tiny):
 
 def test_error_unknown_excluded_video(tiny):
   root, _, _ = tiny
-  with pytest.raises(wtalc.DataError, match=re.escape("exclude_videos: expected names from "
+  with pytest.raises(errors.DataError, match=re.escape("exclude_videos: expected names from "
                                                       "videoname.npy of ") + r".*\['v9'\]"):
     _load(root, exclude_videos=("v0", "v9"))
 
 
 def test_error_empty_split(tiny):
   root, _, _ = tiny
-  with pytest.raises(wtalc.DataError, match=r"expected videos with subset 'validation' for split "
+  with pytest.raises(errors.DataError, match=r"expected videos with subset 'validation' for split "
                                             r"'test', found none left .*excluded 2"):
     _load(root, "test", exclude_videos=("v2", "v3"))

@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from gaufuse_jax._src.data import wtalc
+from gaufuse_jax._src.data.video_dataset import VideoDataset
 
 
 def default_bucket_sizes(lengths, *, growth: float = 1.25, multiple: int = 16,
@@ -223,7 +223,7 @@ def _fill(dataset, videos, t_pad, *, cropped, offsets, num_devices):
   return {k: x.reshape((num_devices, n // num_devices) + x.shape[1:]) for k, x in batch.items()}
 
 
-def iterate_batches(dataset: wtalc.VideoDataset, *, batch_size: int, seed: int, epoch: int,
+def iterate_batches(dataset: VideoDataset, *, batch_size: int, seed: int, epoch: int,
                     shuffle: bool = True, sort_by_length: bool = False,
                     bucket_sizes: Sequence[int] | None = None,
                     max_snippets: int | None = None, num_devices: int = 1,
@@ -272,7 +272,7 @@ def iterate_batches(dataset: wtalc.VideoDataset, *, batch_size: int, seed: int, 
                 offsets=offsets, num_devices=num_devices)
 
 
-def iterate_micro_batches(dataset: wtalc.VideoDataset, *, batch_size: int, seed: int, epoch: int,
+def iterate_micro_batches(dataset: VideoDataset, *, batch_size: int, seed: int, epoch: int,
                           micro_batch_size: int = 1, shuffle: bool = True,
                           bucket_sizes: Sequence[int] | None = None,
                           max_snippets: int | None = None, num_devices: int = 1,

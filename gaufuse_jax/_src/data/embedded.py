@@ -21,6 +21,8 @@ import numpy as np
 
 from gaufuse_jax._src import segments as seg_lib
 from gaufuse_jax._src.data import synthetic
+from gaufuse_jax._src.data.video_dataset import VideoDataset
+from gaufuse_jax._src.data import wtalc_annotations
 from gaufuse_jax._src.data import wtalc
 
 DATASET = "embedded"
@@ -87,7 +89,7 @@ def embedded_annotations(*, seed: int = 0, num_train: int = 160, num_test: int =
                          num_classes: int = 20, layout: EmbeddedLayout = EmbeddedLayout(),
                          fps: float = seg_lib.FPS,
                          frames_per_snippet: float = seg_lib.FRAMES_PER_SNIPPET
-                         ) -> wtalc.Annotations:
+                         ) -> wtalc_annotations.Annotations:
   """Generated THUMOS14-like annotations (dataset ``"embedded"``, subsets ``training`` then
   ``validation``), deterministic for ``seed`` (``np.random.default_rng((seed, 2))``).
 
@@ -123,7 +125,7 @@ def embedded_annotations(*, seed: int = 0, num_train: int = 160, num_test: int =
       durations.append(length * seconds)
       segments.append(segs.astype(np.float64) * seconds)
       seg_labels.append(ids.astype(np.int32))
-  return wtalc.Annotations(
+  return wtalc_annotations.Annotations(
       dataset=DATASET, class_names=tuple(f"class_{c:02d}" for c in range(num_classes)),
       video_names=tuple(names), subsets=tuple(subsets), durations=np.array(durations),
       segments=segments, segment_labels=seg_labels, labels=labels, ambiguous={},
@@ -136,7 +138,7 @@ def make_embedded_dataset(*, seed: int = 0, num_train: int = 160, num_test: int 
                           params: synthetic.SynthesisParams = synthetic.SynthesisParams(),
                           fps: float = seg_lib.FPS,
                           frames_per_snippet: float = seg_lib.FRAMES_PER_SNIPPET
-                          ) -> tuple[wtalc.VideoDataset, wtalc.VideoDataset]:
+                          ) -> tuple[VideoDataset, VideoDataset]:
   """The embedded default: `embedded_annotations` + `synthetic.synthesize_features`.
 
   Args:
@@ -160,4 +162,4 @@ def make_embedded_dataset(*, seed: int = 0, num_train: int = 160, num_test: int 
   return tuple(wtalc.build_dataset(annotations, features, split=split, fps=fps,
                                    frames_per_snippet=frames_per_snippet, feature_dim=feature_dim,
                                    feature_source=f"embedded features (seed {seed})")
-               for split in wtalc.SPLITS)
+               for split in wtalc_annotations.SPLITS)

@@ -53,6 +53,8 @@ from typing import Sequence
 import numpy as np
 
 from gaufuse_jax._src import segments as seg_lib
+from gaufuse_jax._src.data.video_dataset import VideoDataset
+from gaufuse_jax._src.data import wtalc_annotations
 from gaufuse_jax._src.data import wtalc
 
 
@@ -258,7 +260,7 @@ def snippet_segments(segments_s, length: int, fps: float = seg_lib.FPS,
   return np.stack([start, end], axis=1), keep
 
 
-def synthesize_features(annotations: wtalc.Annotations, *, seed: int = 0,
+def synthesize_features(annotations: wtalc_annotations.Annotations, *, seed: int = 0,
                         feature_dim: int = 2048, params: SynthesisParams = SynthesisParams(),
                         fps: float = seg_lib.FPS,
                         frames_per_snippet: float = seg_lib.FRAMES_PER_SNIPPET) -> list[np.ndarray]:
@@ -287,21 +289,21 @@ def make_semisynthetic_dataset(
     annotation_dir, *, dataset: str = "Thumos14reduced", seed: int = 0, feature_dim: int = 2048,
     params: SynthesisParams = SynthesisParams(), fps: float = seg_lib.FPS,
     frames_per_snippet: float = seg_lib.FRAMES_PER_SNIPPET, exclude_videos: Sequence[str] = (),
-    min_snippets: int = 2) -> tuple[wtalc.VideoDataset, wtalc.VideoDataset]:
-  """Real annotations (`wtalc.load_annotations`) + `synthesize_features`, in memory.
+    min_snippets: int = 2) -> tuple[VideoDataset, VideoDataset]:
+  """Real annotations (`wtalc_annotations.load_annotations`) + `synthesize_features`, in memory.
 
   Returns:
     ``(train, test)`` `VideoDataset` s, assembled by `wtalc.build_dataset` exactly as the
     loader does for files written by `write_wtalc`.
   """
-  annotations = wtalc.load_annotations(annotation_dir, dataset=dataset)
+  annotations = wtalc_annotations.load_annotations(annotation_dir, dataset=dataset)
   features = synthesize_features(annotations, seed=seed, feature_dim=feature_dim, params=params,
                                  fps=fps, frames_per_snippet=frames_per_snippet)
   return tuple(wtalc.build_dataset(annotations, features, split=split, fps=fps,
                                    frames_per_snippet=frames_per_snippet, feature_dim=feature_dim,
                                    exclude_videos=exclude_videos, min_snippets=min_snippets,
                                    feature_source=f"synthetic features (seed {seed})")
-               for split in wtalc.SPLITS)
+               for split in wtalc_annotations.SPLITS)
 
 
 def _object_array(items) -> np.ndarray:
@@ -311,7 +313,7 @@ def _object_array(items) -> np.ndarray:
   return out
 
 
-def write_wtalc(root, dataset: str, annotations: wtalc.Annotations,
+def write_wtalc(root, dataset: str, annotations: wtalc_annotations.Annotations,
                 features: Sequence[np.ndarray], *, per_video: bool = False) -> pathlib.Path:
   """Writes ``annotations`` and ``features`` in the W-TALC layout read by `wtalc.load_wtalc`.
 
@@ -349,7 +351,7 @@ def write_wtalc(root, dataset: str, annotations: wtalc.Annotations,
   if annotations.ambiguous:
     lines = [f"{video}  {float(s)!r} {float(e)!r}" for video, segs in annotations.ambiguous.items()
              for s, e in segs]
-    (ann_dir / wtalc.AMBIGUOUS_FILE).write_text("\n".join(lines) + "\n")
+    (ann_dir / wtalc_annotations.AMBIGUOUS_FILE).write_text("\n".join(lines) + "\n")
   single, folder = wtalc.feature_paths(root, dataset)
   arrays = [np.asarray(f, np.float32) for f in features]
   if per_video:

@@ -1,7 +1,6 @@
 """W-TALC-format data: annotation files + I3D JOINT features -> `VideoDataset`.
 
-The layout read here is the one of W-TALC, RSKP, CO2-Net, DELU and the GauFuse authors
-(reference file §7)::
+The layout read here is the one of W-TALC, RSKP, CO2-Net, DELU and the GauFuse authors::
 
   <data_dir>/<Dataset>-I3D-JOINTFeatures.npy   object array, one [T_i, D] array per video,
                                                 in annotation order
@@ -28,327 +27,18 @@ dropped. The reference evaluation keeps those 30 as unmatchable ground truth.
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 import warnings
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from gaufuse_jax._src.data import wtalc_annotations as annotations_lib
+from gaufuse_jax._src.data.errors import DataError
+from gaufuse_jax._src.data.errors import MissingFileError
+from gaufuse_jax._src.data.video_dataset import VideoDataset
+
 FEATURE_SUFFIX = "-I3D-JOINTFeatures"
-ANNOTATION_FILES = ("classlist", "videoname", "subset", "segments", "labels", "labels_all",
-                    "duration")
-AMBIGUOUS_FILE = "Ambiguous_test.txt"
-SPLITS = ("train", "test")
-WTALC_HINT = ("the standard files come from the W-TALC release "
-              "(https://github.com/sujoyp/wtalc-pytorch: annotation folders "
-              "Thumos14reduced-Annotations, ActivityNet1.2-Annotations; the "
-              "<Dataset>-I3D-JOINTFeatures.npy files are linked from its README)")
-
-
-class DataError(ValueError):
-  """A data file is missing, unreadable or inconsistent."""
-
-
-class MissingFileError(DataError, FileNotFoundError):
-  """A required data file does not exist."""
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class VideoDataset:
-  """One split of a WTAL dataset, held in memory.
-
-  Attributes:
-    name: dataset name, e.g. ``"Thumos14reduced"``, ``"embedded"``.
-    split: ``"train"`` or ``"test"``.
-    class_names: ``C`` class names, index = class id.
-    video_names: ``V`` video names.
-    features: ``V`` float32 arrays ``[T_i, D]``, one row per snippet.
-    labels: ``[V, C]`` float32 multi-hot video-level labels (``labels_all.npy``).
-    segments: ``V`` float64 arrays ``[n_i, 2]``, ground truth ``(start, end)`` in seconds, clipped
-      to ``[0, duration]``.
-    segment_labels: ``V`` int32 arrays ``[n_i]``, class id of each segment.
-    durations: ``[V]`` float64 video durations in seconds.
-    ambiguous: video name -> ``[m, 2]`` float64 ambiguous intervals in seconds (only videos that
-      have some; empty dict when none).
-    fps, frames_per_snippet: one snippet is ``frames_per_snippet / fps`` seconds.
-    excluded_videos: names removed on request (``exclude_videos``), echoed for the outputs.
-    report: counts of what loading repaired or skipped (see `build_dataset`).
-  """
-  name: str
-  split: str
-  class_names: tuple[str, ...]
-  video_names: tuple[str, ...]
-  features: list[np.ndarray]
-  labels: np.ndarray
-  segments: list[np.ndarray]
-  segment_labels: list[np.ndarray]
-  durations: np.ndarray
-  ambiguous: dict
-  fps: float = 25.0
-  frames_per_snippet: float = 16.0
-  excluded_videos: tuple[str, ...] = ()
-  report: dict = dataclasses.field(default_factory=dict)
-
-  def __post_init__(self):
-    v = len(self.video_names)
-    sizes = {"features": len(self.features), "labels": len(self.labels),
-             "segments": len(self.segments), "segment_labels": len(self.segment_labels),
-             "durations": len(self.durations)}
-    wrong = {k: n for k, n in sizes.items() if n != v}
-    if wrong:
-      raise ValueError(f"VideoDataset: expected {v} entries (one per video name), found {wrong}")
-    if self.labels.shape != (v, len(self.class_names)):
-      raise ValueError(f"VideoDataset: labels must be [V, C] = {(v, len(self.class_names))}, "
-                       f"found {self.labels.shape}")
-
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-  @property
-  def feature_dim(self) -> int:
-    return int(self.features[0].shape[1])
-
-  @property
-  def lengths(self) -> np.ndarray:
-    """``[V]`` int64 number of snippets of each video."""
-    return np.array([f.shape[0] for f in self.features], dtype=np.int64)
-
-  def __len__(self) -> int:
-    return len(self.video_names)
-
-  def ground_truth(self) -> dict[str, np.ndarray]:
-    """All ground-truth segments: ``{"video": int32 [G], "label": int32 [G],
-    "segment": float64 [G, 2] seconds}`` (``video`` indexes this dataset)."""
-    counts = [len(s) for s in self.segments]
-    return {"video": np.repeat(np.arange(len(self), dtype=np.int32), counts),
-            "label": np.concatenate([np.zeros(0, np.int32), *self.segment_labels]),
-            "segment": np.concatenate([np.zeros((0, 2)), *self.segments])}
-
-  def ambiguous_arrays(self) -> dict[str, np.ndarray]:
-    """Ambiguous intervals: ``{"video": int32 [A], "segment": float64 [A, 2] seconds}``."""
-    index = {n: i for i, n in enumerate(self.video_names)}
-    names = [n for n in self.video_names if n in self.ambiguous]
-    return {"video": np.repeat(np.array([index[n] for n in names], np.int32),
-                               [len(self.ambiguous[n]) for n in names]),
-            "segment": np.concatenate([np.zeros((0, 2))] + [self.ambiguous[n] for n in names])}
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Annotations:
-  """All videos of a W-TALC annotation folder (every subset), without features.
-
-  Attributes:
-    dataset: dataset name (decides the subset of each split, see `subset_name`).
-    class_names: ``C`` class names.
-    video_names, subsets: ``V`` names and subset names (``"validation"``, ``"test"``, ...).
-    durations: ``[V]`` float64 seconds.
-    segments: ``V`` float64 ``[n_i, 2]`` arrays in seconds, as in the file (not clipped).
-    segment_labels: ``V`` int32 ``[n_i]`` class ids.
-    labels: ``[V, C]`` float32 multi-hot video-level labels from ``labels_all.npy``.
-    ambiguous: video name -> ``[m, 2]`` float64 seconds, from ``Ambiguous_test.txt``.
-    source: the folder read, or a description for generated annotations.
-  """
-  dataset: str
-  class_names: tuple[str, ...]
-  video_names: tuple[str, ...]
-  subsets: tuple[str, ...]
-  durations: np.ndarray
-  segments: list[np.ndarray]
-  segment_labels: list[np.ndarray]
-  labels: np.ndarray
-  ambiguous: dict
-  source: str
-
-  @property
-  def num_videos(self) -> int:
-    return len(self.video_names)
-
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-  @property
-  def num_segments(self) -> int:
-    return sum(len(s) for s in self.segments)
-
-  def split_indices(self, split: str) -> np.ndarray:
-    """int64 indices (annotation order) of the videos of ``split`` (``"train"``/``"test"``)."""
-    subset = subset_name(self.dataset, split)
-    return np.array([i for i, s in enumerate(self.subsets) if s == subset], dtype=np.int64)
-
-
-def subset_name(dataset: str, split: str) -> str:
-  """The ``subset.npy`` value of ``split``: THUMOS14 (name starting with ``Thumos``) train ->
-  ``validation``, test -> ``test``; any other dataset train -> ``training``, test ->
-  ``validation``. Raises ValueError for a split other than ``"train"``/``"test"``."""
-  if split not in SPLITS:
-    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-  if dataset.lower().startswith("thumos"):
-    return {"train": "validation", "test": "test"}[split]
-  return {"train": "training", "test": "validation"}[split]
-
-
-def find_annotation_dir(root, dataset: str) -> pathlib.Path:
-  """``root`` itself if it holds ``classlist.npy``, else ``root/<dataset>-Annotations``.
-
-  Raises:
-    MissingFileError: neither holds ``classlist.npy``.
-  """
-  root = pathlib.Path(root)
-  candidates = (root, root / f"{dataset}-Annotations")
-  for folder in candidates:
-    if (folder / "classlist.npy").is_file():
-      return folder
-  raise MissingFileError(
-      f"missing annotation file classlist.npy for dataset {dataset!r}: looked in "
-      f"{candidates[0]} and {candidates[1]}; {WTALC_HINT}")
-
-
-def _load_npy(path: pathlib.Path, what: str):
-  if not path.is_file():
-    raise MissingFileError(f"missing {what} file {path}; {WTALC_HINT}")
-  try:
-    # latin1 is numpy's safe choice for Python-2 pickles holding both strings and arrays.
-    return np.load(path, allow_pickle=True, encoding="latin1")
-  except Exception as e:  # noqa: BLE001 - any reader failure becomes one clear message
-    raise DataError(f"{path}: cannot be read as a .npy file ({type(e).__name__}: {e})") from e
-
-
-def _as_str(value, path: pathlib.Path) -> str:
-  if isinstance(value, (bytes, np.bytes_)):
-    return bytes(value).decode("utf-8")
-  if isinstance(value, str):
-    return str(value)
-  raise DataError(f"{path}: expected a name (str or bytes), found {type(value).__name__} {value!r}")
-
-
-def _class_ids(names, class_index: Mapping[str, int], path: pathlib.Path, video: str):
-  ids = []
-  for raw in names:
-    name = _as_str(raw, path)
-    if name not in class_index:
-      raise DataError(f"{path}: video {video}: label {name!r} is not in classlist.npy "
-                      f"(expected one of {len(class_index)} classes)")
-    ids.append(class_index[name])
-  return np.array(ids, dtype=np.int32)
-
-
-def _segment_array(entry, path: pathlib.Path, video: str) -> np.ndarray:
-  try:
-    segs = np.asarray(entry if len(entry) else np.zeros((0, 2)), dtype=np.float64)
-  except (TypeError, ValueError) as e:
-    raise DataError(f"{path}: video {video}: expected a list of [start, end] pairs in seconds, "
-                    f"found {entry!r}") from e
-  if segs.ndim != 2 or segs.shape[1] != 2:
-    raise DataError(f"{path}: video {video}: expected a list of [start, end] pairs in seconds, "
-                    f"found shape {segs.shape}")
-  bad = ~np.isfinite(segs).all(1) | (segs[:, 1] < segs[:, 0]) | (segs[:, 0] < 0)
-  if bad.any():
-    k = int(np.argmax(bad))
-    raise DataError(f"{path}: video {video}: segment {k} must satisfy 0 <= start <= end (finite "
-                    f"seconds), found {segs[k].tolist()}")
-  return segs
-
-
-def load_ambiguous(path) -> dict[str, np.ndarray]:
-  """Parses ``Ambiguous_test.txt`` (lines ``video start end`` in seconds, any whitespace).
-
-  Returns:
-    video name -> ``[m, 2]`` float64 seconds; ``{}`` for an empty file.
-
-  Raises:
-    DataError: a non-empty line without a name and two numbers ``start <= end``.
-  """
-  path = pathlib.Path(path)
-  out: dict[str, list] = {}
-  for number, line in enumerate(path.read_text().splitlines(), start=1):
-    fields = line.split()
-    if not fields:
-      continue
-    try:
-      if len(fields) != 3:
-        raise ValueError
-      start, end = float(fields[1]), float(fields[2])
-      if not start <= end:
-        raise ValueError
-    except ValueError:
-      raise DataError(f"{path}: line {number}: expected 'video start end' with start <= end "
-                      f"(seconds), found {line!r}") from None
-    out.setdefault(fields[0], []).append((start, end))
-  return {name: np.array(v, dtype=np.float64) for name, v in out.items()}
-
-
-def load_annotations(annotation_dir, *, dataset: str = "Thumos14reduced") -> Annotations:
-  """Reads and validates a W-TALC annotation folder (no features needed).
-
-  Args:
-    annotation_dir: the folder holding ``classlist.npy`` ..., or its parent holding
-      ``<dataset>-Annotations/`` (e.g. ``../shared/data/thumos14``).
-    dataset: ``"Thumos14reduced"``, ``"ActivityNet1.2"``, ``"ActivityNet1.3"``, ...
-
-  Returns:
-    `Annotations` for every video of the folder, in file order.
-
-  Raises:
-    MissingFileError: a required file is absent.
-    DataError: unreadable file; an empty class list; files that disagree on the number of
-      videos; duplicate class or video names; a duration that is not finite and > 0; a segment
-      that is not ``0 <= start <= end``; ``labels.npy`` and ``segments.npy`` lengths that
-      differ for a video; a label that is not in ``classlist.npy``; a malformed
-      ``Ambiguous_test.txt`` line.
-  """
-  folder = find_annotation_dir(annotation_dir, dataset)
-  paths = {name: folder / f"{name}.npy" for name in ANNOTATION_FILES}
-  raw = {name: _load_npy(p, "annotation") for name, p in paths.items()}
-
-  class_names = tuple(_as_str(c, paths["classlist"]) for c in np.ravel(raw["classlist"]))
-  if not class_names:
-    raise DataError(f"{paths['classlist']}: expected at least one class name, found none")
-  if len(set(class_names)) != len(class_names):
-    raise DataError(f"{paths['classlist']}: expected unique class names, found duplicates")
-  class_index = {c: i for i, c in enumerate(class_names)}
-
-  if np.ndim(raw["duration"]) == 2 and raw["duration"].shape[1] == 1:
-    raw["duration"] = raw["duration"][:, 0]  # THUMOS14 stores [V, 1]
-  counts = {f"{n}.npy": (len(raw[n]) if np.ndim(raw[n]) else 0) for n in ANNOTATION_FILES[1:]}
-  if len(set(counts.values())) != 1:
-    raise DataError(f"annotation files in {folder} disagree on the number of videos: {counts}")
-  video_names = tuple(_as_str(v, paths["videoname"]) for v in raw["videoname"])
-  if len(set(video_names)) != len(video_names):
-    raise DataError(f"{paths['videoname']}: expected unique video names, found duplicates")
-  subsets = tuple(_as_str(s, paths["subset"]) for s in raw["subset"])
-
-  try:
-    durations = np.asarray(raw["duration"], dtype=np.float64)
-  except (TypeError, ValueError) as e:
-    raise DataError(f"{paths['duration']}: expected float seconds, found {raw['duration'].dtype}"
-                    ) from e
-  bad = ~(np.isfinite(durations) & (durations > 0))
-  if bad.any():
-    k = int(np.argmax(bad))
-    raise DataError(f"{paths['duration']}: video {video_names[k]}: expected a finite duration "
-                    f"> 0 seconds, found {durations[k]}")
-
-  segments, segment_labels = [], []
-  labels = np.zeros((len(video_names), len(class_names)), np.float32)
-  for i, video in enumerate(video_names):
-    segs = _segment_array(raw["segments"][i], paths["segments"], video)
-    seg_labels = _class_ids(raw["labels"][i], class_index, paths["labels"], video)
-    if len(seg_labels) != len(segs):
-      raise DataError(f"{paths['labels']}: video {video}: expected one label per segment "
-                      f"({len(segs)} in segments.npy), found {len(seg_labels)}")
-    segments.append(segs)
-    segment_labels.append(seg_labels)
-    labels[i, _class_ids(raw["labels_all"][i], class_index, paths["labels_all"], video)] = 1.0
-
-  ambiguous_path = folder / AMBIGUOUS_FILE
-  ambiguous = load_ambiguous(ambiguous_path) if ambiguous_path.is_file() else {}
-  return Annotations(dataset=dataset, class_names=class_names, video_names=video_names,
-                     subsets=subsets, durations=durations, segments=segments,
-                     segment_labels=segment_labels, labels=labels, ambiguous=ambiguous,
-                     source=str(folder))
 
 
 def _check_features(x, video: str, source: str, feature_dim: int | None,
@@ -368,7 +58,7 @@ def _check_features(x, video: str, source: str, feature_dim: int | None,
   return x
 
 
-def build_dataset(annotations: Annotations,
+def build_dataset(annotations: annotations_lib.Annotations,
                   features: Sequence[np.ndarray] | Callable[[int], np.ndarray], *,
                   split: str = "train", fps: float = 25.0, frames_per_snippet: float = 16.0,
                   feature_dim: int | None = None, exclude_videos: Sequence[str] = (),
@@ -400,7 +90,7 @@ def build_dataset(annotations: Annotations,
     DataError: unknown names in ``exclude_videos``; a feature count that differs from the
       annotations; non-[T, D] features, a wrong feature dim, NaN/inf rows; an empty split.
   """
-  subset = subset_name(annotations.dataset, split)
+  subset = annotations_lib.subset_name(annotations.dataset, split)
   if not (fps > 0 and frames_per_snippet > 0):
     raise ValueError(f"fps and frames_per_snippet must be > 0, got {fps} and {frames_per_snippet}")
   if min_snippets < 1:
@@ -491,17 +181,19 @@ def open_wtalc(data_dir, *, dataset: str = "Thumos14reduced", annotation_dir=Non
   Raises:
     MissingFileError, DataError: see `load_annotations`; no feature file nor folder.
   """
-  annotations = load_annotations(data_dir if annotation_dir is None else annotation_dir,
-                                 dataset=dataset)
+  annotations = annotations_lib.load_annotations(
+      data_dir if annotation_dir is None else annotation_dir,
+      dataset=dataset)
   single, folder = feature_paths(data_dir, dataset)
   if single.is_file():
-    return annotations, _load_npy(single, "feature"), str(single)
+    return annotations, annotations_lib.load_npy(single, "feature"), str(single)
   if folder.is_dir():
     def features(i):
-      return _load_npy(folder / f"{annotations.video_names[i]}.npy", "per-video feature")
+      return annotations_lib.load_npy(folder / f"{annotations.video_names[i]}.npy",
+                                      "per-video feature")
     return annotations, features, str(folder)
   raise MissingFileError(f"missing feature file {single} (or per-video folder "
-                         f"{folder}/<video>.npy); {WTALC_HINT}")
+                         f"{folder}/<video>.npy); {annotations_lib.WTALC_HINT}")
 
 
 def load_wtalc(data_dir, *, dataset: str = "Thumos14reduced", split: str = "train",
@@ -521,7 +213,7 @@ def load_wtalc(data_dir, *, dataset: str = "Thumos14reduced", split: str = "trai
   Raises:
     MissingFileError, DataError, ValueError: see `load_annotations` and `build_dataset`.
   """
-  subset_name(dataset, split)  # fail on a bad split before reading large files
+  annotations_lib.subset_name(dataset, split)  # fail on a bad split before reading large files
   annotations, features, source = open_wtalc(data_dir, dataset=dataset,
                                              annotation_dir=annotation_dir)
   return build_dataset(annotations, features, split=split, fps=fps,
