@@ -15,7 +15,7 @@ from gaufuse_jax._src import programs
 from gaufuse_jax._src import results
 from gaufuse_jax._src import input_pipeline
 from gaufuse_jax._src import steps
-from gaufuse_jax._src import viz
+from gaufuse_jax import viz
 from gaufuse_jax._src.data.video_dataset import VideoDataset
 
 
