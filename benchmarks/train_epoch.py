@@ -81,8 +81,8 @@ def _config(dim, *, batch_size):
   c.batch_size = batch_size
   c.num_devices = 1
   # Caps that hold every THUMOS14 video at once, so that the timed pass compiles nothing.
-  c.eval.max_proposals, c.eval.max_instances = 2048, 256
-  c.pseudo.max_proposals, c.pseudo.max_instances = 2048, 256
+  c.eval.localization.max_proposals, c.eval.localization.max_instances = 2048, 256
+  c.pseudo.localization.max_proposals, c.pseudo.localization.max_instances = 2048, 256
   return c
 
 

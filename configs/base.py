@@ -3,9 +3,24 @@
 Not a run on its own: it has no data source. See thumos14.py for the real-feature run.
 """
 
+import dataclasses
+
 import ml_collections
 
+from gaufuse_jax import LocalizationConfig
 from gaufuse_jax._src import schedule
+
+
+def localization_settings(*, omit=(), **overrides) -> ml_collections.ConfigDict:
+  """The fields of ``gaufuse_jax.LocalizationConfig`` (its defaults: the authors' class gate,
+  CAS thresholds, OIC outer rule, conventions, overlap and template) with ``overrides``, minus
+  ``omit``; each settable from the command line, e.g.
+  ``--config.eval.localization.suppression=nms``."""
+  values = dataclasses.asdict(LocalizationConfig(**overrides))
+  # None (default): chosen by the suppression; a bool from the command line.
+  values["merge_duplicates"] = ml_collections.FieldReference(overrides.get("merge_duplicates"),
+                                                             field_type=bool)
+  return ml_collections.ConfigDict({k: v for k, v in values.items() if k not in omit})
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -55,35 +70,26 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.schedule = schedule.reference_schedule(1.0)
 
-  c.pseudo = ml_collections.ConfigDict()
-  c.pseudo.class_threshold = 0.16
-  c.pseudo.thresholds = (0.001, 0.04, 0.002)   # arange(start, stop, step)
+  c.pseudo = ml_collections.ConfigDict()  # pseudo_labels.PseudoLabelConfig, plus the teacher
   c.pseudo.frame_coef = 0.8
   c.pseudo.video_coef = 0.6
   c.pseudo.teacher_dropout = False  # the authors' teacher is never put in eval mode: dropout on
-  c.pseudo.conventions = "reference"  # "exact": our half-open variant (gaufuse_jax/segments.py)
-  c.pseudo.max_proposals = 256     # starting caps per (video, class); they double whenever a
-  c.pseudo.max_instances = 32      # batch would drop anything (c.grow_caps)
-  c.pseudo.outer_rule = "gaufuse"
-  c.pseudo.suppression = "fusion"   # "nms": LinPro from NMS boxes (the paper's Table 4 ablation)
-  c.pseudo.overlap_threshold = 0.25
-  c.pseudo.template = "gaussian"
+  c.pseudo.outer_rule = "gaufuse"  # outer areas of the LP rows (linpro.instance_areas)
   c.pseudo.normalize = "sum"
   c.pseudo.solver = "ipm"
+  # The fusion temperature of each generation is config.schedule.generation_temperatures.
+  c.pseudo.localization = localization_settings(
+      max_proposals=256,   # starting caps per (video, class); they double whenever a batch
+      max_instances=32,    # would drop anything (c.grow_caps)
+      suppression="fusion",  # "nms": LinPro from NMS boxes (the paper's Table 4 ablation)
+      omit=("temperature",))
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_epochs = 5
   c.eval.frame_coef = 0.85
   c.eval.video_coef = 0.6
-  c.eval.class_threshold = 0.16
-  c.eval.thresholds = (0.001, 0.04, 0.002)
-  c.eval.temperature = 0.2
-  c.eval.overlap_threshold = 0.25
-  c.eval.conventions = "reference"
-  c.eval.outer_rule = "gaufuse"
-  c.eval.max_proposals = 256
-  c.eval.max_instances = 64
-  c.eval.suppression = "fusion"     # "fusion", "nms", "soft_nms"
-  c.eval.template = "gaussian"
   c.eval.ambiguous_filter = True
+  c.eval.localization = localization_settings(
+      temperature=0.2, max_proposals=256, max_instances=64,
+      suppression="fusion")  # "fusion", "nms", "soft_nms"
   return c

@@ -22,6 +22,6 @@ def get_config():
   c.checkpoint_every_epochs = 25
   c.keep_checkpoint_every_epochs = 100  # epoch 200: the backbone before any pseudo label
   # Starting caps that hold THUMOS14's videos, so that they do not grow (recompile) mid-run.
-  c.eval.max_proposals, c.eval.max_instances = 1024, 256
-  c.pseudo.max_proposals, c.pseudo.max_instances = 1024, 256
+  c.eval.localization.max_proposals, c.eval.localization.max_instances = 1024, 256
+  c.pseudo.localization.max_proposals, c.pseudo.localization.max_instances = 1024, 256
   return c

@@ -27,10 +27,11 @@ def get_config():
   s.delta_scale_epochs = (5, 6)
   s.lr_boundaries = (4, 6)
   s.lr_values = (1e-3, 5e-4, 1e-4)
-  c.pseudo.max_proposals = 128     # large enough for this data: no recompilation to grow
-  c.pseudo.max_instances = 64
-  c.eval.max_proposals = 128
-  c.eval.max_instances = 32
+  # Caps large enough for this data: no recompilation to grow them.
+  c.pseudo.localization.max_proposals = 128
+  c.pseudo.localization.max_instances = 64
+  c.eval.localization.max_proposals = 128
+  c.eval.localization.max_instances = 32
   c.eval.every_epochs = 4
   c.checkpoint_every_epochs = 2
   return c

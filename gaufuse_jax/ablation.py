@@ -89,7 +89,7 @@ def variant_config(config: ml_collections.ConfigDict, variant: str,
     s.generation_epochs, s.generation_temperatures = (), ()
   elif variant in ("linpro_nms", "linpro_fusion"):
     s.delta_start = s.num_epochs
-    c.pseudo.suppression = "nms" if variant == "linpro_nms" else "fusion"
+    c.pseudo.localization.suppression = "nms" if variant == "linpro_nms" else "fusion"
   elif variant != "delta":
     raise ValueError(f"variant must be 'warmup' or one of {TRAINING_VARIANTS}, got {variant!r}")
   return c
@@ -117,7 +117,7 @@ def test_config(config: ml_collections.ConfigDict, setting: str) -> ml_collectio
   if setting not in TEST_SETTINGS:
     raise ValueError(f"test setting must be one of {tuple(TEST_SETTINGS)}, got {setting!r}")
   c = ml_collections.ConfigDict(config.to_dict())
-  c.eval.update(TEST_SETTINGS[setting])
+  c.eval.localization.update(TEST_SETTINGS[setting])
   return c
 
 

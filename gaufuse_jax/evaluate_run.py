@@ -76,7 +76,7 @@ def evaluate_checkpoint(config, workdir, *, checkpoint="best", split="test", num
 def plot_videos(config, model, params, dataset, detections, metrics, out_dir, *, num_plots,
                 generations=None):
   """PNG plots of the first ``num_plots`` videos with ground truth, and mAP vs tIoU."""
-  loc = input_pipeline.localization_config(config.eval)
+  loc = input_pipeline.localization_config(config.eval.localization)
   @jax.jit
   def apply(features, valid_length):
     outputs = model.apply({"params": params}, features, valid_length, train=False)

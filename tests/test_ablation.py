@@ -37,8 +37,9 @@ def test_variants_share_the_warm_up_and_differ_after_it(get_config):
     assert [dataclasses.replace(p, label_mode=0, delta_scale=0) for p in plans[v]] == [
         dataclasses.replace(p, label_mode=0, delta_scale=0) for p in plans["delta"]]
   assert any(p.label_mode == schedule_lib.LABEL_DELTA for p in plans["delta"])
-  assert ablation.variant_config(config, "linpro_nms", 0).pseudo.suppression == "nms"
-  assert ablation.variant_config(config, "linpro_fusion", 0).pseudo.suppression == "fusion"
+  for variant, suppression in (("linpro_nms", "nms"), ("linpro_fusion", "fusion")):
+    c = ablation.variant_config(config, variant, 0)
+    assert c.pseudo.localization.suppression == suppression
   assert config.seed == get_config().seed  # not mutated
 
 
@@ -51,8 +52,9 @@ def test_unknown_variant_and_setting_are_named():
 
 def test_test_config_sets_the_eval_fields():
   c = ablation.test_config(tiny.get_config(), "fusion_laplace")
-  assert (c.eval.suppression, c.eval.template) == ("fusion", "laplace")
-  assert ablation.test_config(tiny.get_config(), "soft_nms").eval.suppression == "soft_nms"
+  assert (c.eval.localization.suppression, c.eval.localization.template) == ("fusion", "laplace")
+  c = ablation.test_config(tiny.get_config(), "soft_nms")
+  assert c.eval.localization.suppression == "soft_nms"
 
 
 def test_format_tables_mean_and_std_over_seeds():

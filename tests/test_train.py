@@ -304,15 +304,16 @@ def _launch_train_config(*flags):
 
 
 def test_config_overrides_reach_train_and_evaluate():
-  proc = _launch_train_config("--config.pseudo.class_threshold=0.2",
-                              "--config.schedule.num_epochs=3", "--config.eval.suppression=nms")
+  proc = _launch_train_config("--config.pseudo.localization.class_threshold=0.2",
+                              "--config.schedule.num_epochs=3",
+                              "--config.eval.localization.suppression=nms")
   assert proc.returncode == 0, proc.stderr[-2000:]
   line = next(l for l in proc.stdout.splitlines() if l.startswith("CONFIG="))
   got = json.loads(line[len("CONFIG="):])
   want = tiny.get_config()
-  want.pseudo.class_threshold = 0.2
+  want.pseudo.localization.class_threshold = 0.2
   want.schedule.num_epochs = 3
-  want.eval.suppression = "nms"
+  want.eval.localization.suppression = "nms"
   assert got == json.loads(json.dumps(want.to_dict()))
 
 

@@ -14,22 +14,6 @@ from gaufuse_jax._src import pseudo_labels
 from gaufuse_jax._src.data import batching
 
 
-def _thresholds(spec) -> tuple[float, ...]:
-  """``(start, stop, step)`` -> ``arange(start, stop, step)`` as a tuple of floats."""
-  if len(spec) != 3:
-    raise ValueError(f"thresholds must be (start, stop, step) for arange, got {tuple(spec)}")
-  return tuple(float(x) for x in np.arange(*spec))
-
-
-def localization_config(ev) -> localization.LocalizationConfig:
-  """``config.eval`` -> the test-time ``LocalizationConfig``."""
-  return localization.LocalizationConfig(
-      class_threshold=ev.class_threshold, thresholds=_thresholds(ev.thresholds),
-      max_proposals=ev.max_proposals, max_instances=ev.max_instances,
-      outer_rule=ev.outer_rule, conventions=ev.conventions, suppression=ev.suppression,
-      temperature=ev.temperature, overlap_threshold=ev.overlap_threshold, template=ev.template)
-
-
 def load_datasets(dc):
   """``config.data`` -> ``(train, test)`` ``VideoDataset``s.
 
@@ -55,16 +39,19 @@ def load_datasets(dc):
                    f"got {dc.source!r}")
 
 
+def localization_config(settings) -> localization.LocalizationConfig:
+  """``config.eval.localization`` / ``config.pseudo.localization`` (the dataclass's own field
+  names) -> ``LocalizationConfig``."""
+  return localization.LocalizationConfig(
+      **{k: tuple(v) if k == "thresholds" else v for k, v in settings.items()})
+
+
 def pseudo_label_config(pc) -> pseudo_labels.PseudoLabelConfig:
   """``config.pseudo`` -> ``PseudoLabelConfig`` (the fusion temperature is passed per
   generation, see ``generate_pseudo_labels``)."""
-  loc = localization.LocalizationConfig(
-      class_threshold=pc.class_threshold, thresholds=_thresholds(pc.thresholds),
-      max_proposals=pc.max_proposals, max_instances=pc.max_instances, outer_rule=pc.outer_rule,
-      conventions=pc.conventions, suppression=pc.suppression,
-      overlap_threshold=pc.overlap_threshold, template=pc.template)
-  return pseudo_labels.PseudoLabelConfig(localization=loc, outer_rule=pc.outer_rule,
-                                         normalize=pc.normalize, solver=pc.solver)
+  return pseudo_labels.PseudoLabelConfig(
+      localization=localization_config(pc.localization), outer_rule=pc.outer_rule,
+      normalize=pc.normalize, solver=pc.solver)
 
 
 def batches(config, dataset, *, bucket_sizes):

@@ -85,7 +85,7 @@ def make_eval_step(config, model) -> GrowingStep:
     return devices.pmap(functools.partial(
         steps.eval_step, model=model, loc_config=loc_config, frame_coef=config.eval.frame_coef,
         video_coef=config.eval.video_coef), config)
-  return GrowingStep(make, input_pipeline.localization_config(config.eval),
+  return GrowingStep(make, input_pipeline.localization_config(config.eval.localization),
                      grow=config.grow_caps, name="localization")
 
 
