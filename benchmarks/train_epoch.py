@@ -1,7 +1,7 @@
 """One training epoch, one evaluation pass and one pseudo-label generation on the real THUMOS14
 lengths: ours against the reference way, both measured in the same run.
 
-Data: semi-synthetic THUMOS14 (``gaufuse_jax.data.make_semisynthetic_dataset``): the real 200
+Data: semi-synthetic THUMOS14 (``gaufuse_jax.make_semisynthetic_dataset``): the real 200
 training / 212 test videos of ``../shared/data/thumos14`` with their lengths (14-2,615 snippets),
 generated features of dimension D (``--dims``, default 512; 2048 is the I3D size).
 

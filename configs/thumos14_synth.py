@@ -1,10 +1,13 @@
 r"""Semi-synthetic THUMOS14: the real THUMOS14 annotations (videos, lengths, segments, labels)
-from ``../shared/data`` with generated I3D-like features (``gaufuse_jax.data.synthetic``).
+from ``../shared/data`` with generated I3D-like features
+(``gaufuse_jax.make_semisynthetic_dataset``).
 
   python -m launch.train --config=configs/thumos14_synth.py --workdir=/tmp/th14_synth
 
 Reduced for 2 CPU cores: D=128 features and the reference schedule scaled to 1/10 (35 epochs).
-Results: README "Results", section "Semi-synthetic THUMOS14 and the paper's ablations".
+Expected result (W-TALC avg mAP@0.1:0.7, full method with Gaussian fusion at test): about 61
+(61.14 ± 0.89 over seeds 0-1); 5-8 min per run on one CPU core. Details: README "Results",
+section "Semi-synthetic THUMOS14 and the paper's ablations".
 """
 
 import pathlib

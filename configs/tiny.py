@@ -1,6 +1,9 @@
 r"""A tiny run for tests: a few videos and epochs, every phase of the schedule once.
 
   python -m launch.train --config=configs/tiny.py --workdir=/tmp/gaufuse_tiny
+
+Expected result: finite metrics (the data is too small for the mAP to mean anything); about a
+minute on 2 CPU cores, mostly compilation.
 """
 
 from configs import base

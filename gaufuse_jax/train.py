@@ -1,13 +1,14 @@
 """GauFuse training and evaluation: ``train_and_evaluate(config, workdir)``.
 
-Reads top to bottom: setup, data, model and state, resume, compiled steps, the epoch loop
-(pseudo-label generations, training, memory initialisation, evaluation, checkpoints), and the
-final evaluation with its outputs (mAP table, ``results/<split>.json``, ``metrics.jsonl``).
+``train_and_evaluate`` reads top to bottom: setup, data, model and state, resume, compiled steps,
+the epoch loop (a pseudo-label generation where the schedule has one, the epoch's optimizer
+steps, memory initialisation after the warm-up, evaluation, checkpoints), and the final
+evaluation with its outputs (mAP table, ``results/<split>.json``, ``metrics.jsonl``). The three
+phases of an epoch are the functions above it.
 """
 
 from __future__ import annotations
 
-import functools
 import pathlib
 import time
 
@@ -27,12 +28,80 @@ from gaufuse_jax._src import results
 from gaufuse_jax._src import input_pipeline
 from gaufuse_jax._src import metric_writers
 from gaufuse_jax._src import schedule as schedule_lib
-from gaufuse_jax._src import steps
 from gaufuse_jax._src import train_state as train_state_lib
 
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN/inf loss; the last good checkpoint is kept."""
+
+
+def new_generation(config, p_pseudo, rstate, train_ds, *, epoch, temperature, bucket_sizes,
+                   writer):
+  """A generation of pseudo labels for every training video (paper §3.2) by the current model at
+  fusion ``temperature``; it becomes the latest of the state's two generations (the Δ labels'
+  pair, paper §3.3). Returns ``(rstate, proposals and instances the caps dropped)``.
+
+  Raises:
+    NonFiniteLossError: labels with NaN/inf.
+  """
+  generations = jax.device_get(rstate.generations[0])
+  labels, stats = generation.generate_dataset_pseudo_labels(
+      config, p_pseudo, rstate.params, train_ds, epoch=epoch, temperature=temperature,
+      bucket_sizes=bucket_sizes, num_snippets=generations.shape[2])
+  if not np.all(np.isfinite(labels)):
+    raise NonFiniteLossError(f"pseudo-label generation at epoch {epoch} produced NaN/inf")
+  logging.info("Pseudo labels @%d (T=%g): %d fused instances, %d LP fallbacks; caps "
+               "max_proposals=%d, max_instances=%d, dropped %d proposals, %d instances.",
+               epoch, temperature, stats["instances"], stats["lp_fallbacks"],
+               stats["max_proposals"], stats["max_instances"], stats["proposals_dropped"],
+               stats["instances_dropped"])
+  writer.write(epoch, {f"pseudo/{k}": v for k, v in stats.items()})
+  rstate = rstate.replace(  # (latest, previous)
+      generations=devices.replicate(np.stack([labels, generations[0]]), config),
+      num_generations=rstate.num_generations + 1)
+  return rstate, stats["proposals_dropped"] + stats["instances_dropped"]
+
+
+def train_epoch(config, train_steps, rstate, train_ds, plan, *, epoch, bucket_sizes, ckpt):
+  """The optimizer steps of one epoch (``plan``: its learning rate, loss weights, memory use).
+  Returns ``(rstate, {"train/<loss term>": mean per video})``.
+
+  Raises:
+    NonFiniteLossError: a NaN/inf loss (names the last good checkpoint of ``ckpt``).
+  """
+  hparams = devices.replicate(plan.step_hparams(), config)
+  sums = {}
+  batches, total = input_pipeline.train_batches(config, train_ds, epoch=epoch,
+                                                bucket_sizes=bucket_sizes)
+  name = f"epoch {epoch + 1}/{config.schedule.num_epochs}"
+  for micro_batches in input_pipeline.progress(batches, total, name):
+    acc = train_steps.init_accumulator(rstate)
+    for batch in micro_batches:
+      # Wait for every device before the next call: queued collective steps deadlock XLA:CPU.
+      acc = jax.block_until_ready(
+          train_steps.accumulate[plan.use_memory](rstate, acc, batch, hparams))
+    rstate, metrics = jax.block_until_ready(train_steps.apply(rstate, acc, hparams))
+    metrics = devices.unreplicate(metrics)
+    if not np.isfinite(metrics["loss"]):
+      good = ckpt.steps()
+      raise NonFiniteLossError(
+          f"Non-finite loss {metrics['loss']} at epoch {epoch}, step {int(rstate.step[0])}. "
+          f"Training stopped; the last good checkpoint is "
+          f"{ckpt.directory / str(good[-1]) if good else 'none (no checkpoint yet)'}.")
+    for k, v in metrics.items():
+      sums[k] = sums.get(k, 0.0) + float(v)
+  n = max(sums.pop("num_videos", 0.0), 1.0)
+  return rstate, {f"train/{k}": v / n for k, v in sums.items()}
+
+
+def evaluate(config, rstate, test_ds, *, p_eval, bucket_sizes, epoch) -> tuple[dict, dict]:
+  """Test metrics and detections of the current model (``evaluation_loop.evaluate``), logged."""
+  metrics, detections = evaluation_loop.evaluate(config, rstate.params, test_ds, p_eval=p_eval,
+                                                 bucket_sizes=bucket_sizes)
+  logging.info("epoch %d: %s %.2f, cmAP %.2f (dropped %d proposals, %d instances)", epoch,
+               config.best_metric, metrics[config.best_metric], metrics["cmAP"],
+               metrics["proposals_dropped"], metrics["instances_dropped"])
+  return metrics, detections
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -92,105 +161,55 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   del state
 
   # ------------------------------------------------------------------ compiled steps
-  # An optimizer step: an empty accumulator, the gradients of its micro-batches (each padded to
-  # its own length), one update.
-  p_init_acc = devices.pmap(steps.init_accumulator, config)
-  p_accumulate = {
-      use_memory: devices.pmap(
-          functools.partial(steps.accumulate_step, model=model, use_memory=use_memory,
-                            pseudo_frame_coef=config.pseudo.frame_coef,
-                            max_labels=max(int(train_ds.labels.sum(1).max()), 1)),
-          config, donate_argnums=(1,))
-      for use_memory in (False, True)}
-  p_apply = devices.pmap(functools.partial(steps.apply_step, tx=tx), config,
-                           donate_argnums=(0,))
-  p_memory_init = devices.pmap(functools.partial(steps.memory_init_step, model=model), config)
+  train_steps = programs.make_train_steps(config, model, tx, train_ds)
   p_eval = programs.make_eval_step(config, model)
-
   p_pseudo = programs.make_pseudo_label_step(config, model)
   dropped = {"pseudo": 0, "test": 0}  # proposals + instances the caps dropped (grow_caps off)
 
   # ------------------------------------------------------------------ the epoch loop
   num_epochs = config.schedule.num_epochs
-  last_metrics, last_detections = {}, None
+  metrics, detections = {}, None
   for epoch in range(start_epoch, num_epochs):
     t0 = time.time()
     plan = schedule_lib.epoch_plan(config.schedule, epoch)
-    if plan.generation_temperature is not None:  # a new generation of pseudo labels
-      generations = jax.device_get(rstate.generations[0])
-      labels, stats = generation.generate_dataset_pseudo_labels(
-          config, p_pseudo, rstate.params, train_ds, epoch=epoch,
-          temperature=plan.generation_temperature, bucket_sizes=bucket_sizes,
-          num_snippets=generations.shape[2])
-      if not np.all(np.isfinite(labels)):
-        raise NonFiniteLossError(f"pseudo-label generation at epoch {epoch} produced NaN/inf")
-      dropped["pseudo"] += stats["proposals_dropped"] + stats["instances_dropped"]
-      logging.info("Pseudo labels @%d (T=%g): %d fused instances, %d LP fallbacks; caps "
-                   "max_proposals=%d, max_instances=%d, dropped %d proposals, %d instances.",
-                   epoch, plan.generation_temperature, stats["instances"],
-                   stats["lp_fallbacks"], stats["max_proposals"], stats["max_instances"],
-                   stats["proposals_dropped"], stats["instances_dropped"])
-      writer.write(epoch, {f"pseudo/{k}": v for k, v in stats.items()})
-      rstate = rstate.replace(  # (latest, previous): the Δ labels' two generations
-          generations=devices.replicate(np.stack([labels, generations[0]]), config),
-          num_generations=rstate.num_generations + 1)
-    hparams = devices.replicate(plan.step_hparams(), config)
-    sums = {}
-    batches, total = input_pipeline.train_batches(config, train_ds, epoch=epoch,
-                                             bucket_sizes=crop_bucket_sizes)
-    epoch_name = f"epoch {epoch + 1}/{num_epochs}"
-    for micro_batches in input_pipeline.progress(batches, total, epoch_name):
-      acc = p_init_acc(rstate)
-      for batch in micro_batches:
-        # Wait for every device before the next call: queued collective steps deadlock XLA:CPU.
-        acc = jax.block_until_ready(p_accumulate[plan.use_memory](rstate, acc, batch, hparams))
-      rstate, metrics = jax.block_until_ready(p_apply(rstate, acc, hparams))
-      metrics = devices.unreplicate((metrics))
-      if not np.isfinite(metrics["loss"]):
-        good = ckpt.steps()
-        raise NonFiniteLossError(
-            f"Non-finite loss {metrics['loss']} at epoch {epoch}, step {int(rstate.step[0])}. "
-            f"Training stopped; the last good checkpoint is "
-            f"{ckpt.directory / str(good[-1]) if good else 'none (no checkpoint yet)'}.")
-      for k, v in metrics.items():
-        sums[k] = sums.get(k, 0.0) + float(v)
+    if plan.generation_temperature is not None:
+      rstate, n = new_generation(config, p_pseudo, rstate, train_ds, epoch=epoch,
+                                 temperature=plan.generation_temperature,
+                                 bucket_sizes=bucket_sizes, writer=writer)
+      dropped["pseudo"] += n
+    rstate, scalars = train_epoch(config, train_steps, rstate, train_ds, plan, epoch=epoch,
+                                  bucket_sizes=crop_bucket_sizes, ckpt=ckpt)
     if plan.init_memory_after:
       rstate = rstate.replace(memory=generation.fill_memory_bank(
-          config, p_memory_init, rstate.memory, rstate.params, train_ds,
+          config, train_steps.memory_init, rstate.memory, rstate.params, train_ds,
           bucket_sizes=bucket_sizes))
-    rstate = rstate.replace(epoch=devices.replicate(jnp.int32(epoch + 1), config))
-    n = max(sums.pop("num_videos", 0.0), 1.0)
-    scalars = {f"train/{k}": v / n for k, v in sums.items()}
+    done = epoch + 1
+    rstate = rstate.replace(epoch=devices.replicate(jnp.int32(done), config))
     num_programs, compile_seconds = compiled.peek()  # since the start: bounded, not per epoch
     scalars.update({"lr": plan.learning_rate, "epoch_seconds": time.time() - t0,
                     "compiled_programs": num_programs, "compile_seconds": compile_seconds})
-    logging.info("epoch %d/%d: loss %.4f (%s) lr %.3g, %.1fs", epoch + 1, num_epochs,
+    logging.info("epoch %d/%d: loss %.4f (%s) lr %.3g, %.1fs", done, num_epochs,
                  scalars["train/loss"],
                  ", ".join(f"{k[6:]} {v:.3f}" for k, v in scalars.items()
                            if k.startswith("train/") and k != "train/loss"),
                  plan.learning_rate, scalars["epoch_seconds"])
-    done = epoch + 1
     eval_now = done == num_epochs or (config.eval.every_epochs and
                                       done % config.eval.every_epochs == 0)
     if eval_now:
-      last_metrics, last_detections = evaluation_loop.evaluate(
-          config, rstate.params, test_ds, p_eval=p_eval, bucket_sizes=bucket_sizes)
-      scalars.update({f"test/{k}": v for k, v in last_metrics.items()})
-      dropped["test"] += last_metrics["proposals_dropped"] + last_metrics["instances_dropped"]
-      logging.info("epoch %d: %s %.2f, cmAP %.2f (dropped %d proposals, %d instances)", done,
-                   config.best_metric, last_metrics[config.best_metric], last_metrics["cmAP"],
-                   last_metrics["proposals_dropped"], last_metrics["instances_dropped"])
+      metrics, detections = evaluate(config, rstate, test_ds, p_eval=p_eval,
+                                     bucket_sizes=bucket_sizes, epoch=done)
+      scalars.update({f"test/{k}": v for k, v in metrics.items()})
+      dropped["test"] += metrics["proposals_dropped"] + metrics["instances_dropped"]
     writer.write(done, scalars)
     if done == num_epochs or done % config.checkpoint_every_epochs == 0:
-      ckpt.save(done, devices.unreplicate(rstate),
-                last_metrics if eval_now else None)
+      ckpt.save(done, devices.unreplicate(rstate), metrics if eval_now else None)
 
   # ------------------------------------------------------------------ final outputs
-  if last_detections is None:  # resumed a finished run, or the last epoch was not evaluated
-    last_metrics, last_detections = evaluation_loop.evaluate(
-        config, rstate.params, test_ds, p_eval=p_eval, bucket_sizes=bucket_sizes)
+  if detections is None:  # resumed a finished run, or the last epoch was not evaluated
+    metrics, detections = evaluate(config, rstate, test_ds, p_eval=p_eval,
+                                   bucket_sizes=bucket_sizes, epoch=num_epochs)
   if is_main:
-    results.write_outputs(workdir, test_ds, last_metrics, last_detections)
+    results.write_outputs(workdir, test_ds, metrics, detections)
   num_programs, compile_seconds = compiled.peek()
   logging.info("Run done in %.0f s; it compiled %d XLA programs in %.0f s.",
                time.time() - run_start, num_programs, compile_seconds)
@@ -202,4 +221,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         dropped["pseudo"], dropped["test"])
   writer.close()
   ckpt.close()
-  return last_metrics
+  return metrics

@@ -1,4 +1,5 @@
 import functools
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -371,3 +372,10 @@ def test_solution_is_independent_of_the_padded_length():
     np.testing.assert_array_equal(laid_out, labels)
     assert not np.any(np.asarray(labels)[:, 40:])
     np.testing.assert_array_equal(info["status"], full_info["status"])
+
+
+def test_a_missing_comparison_solver_says_how_to_install_it(monkeypatch):
+  from gaufuse_jax._src.linpro import solvers
+  monkeypatch.setitem(sys.modules, "mpax", None)  # an import of it raises ImportError
+  with pytest.raises(ImportError, match=r"solver='mpax' needs the mpax package.*\[solvers\]"):
+    solvers._import("mpax")

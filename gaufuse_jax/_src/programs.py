@@ -1,11 +1,12 @@
-"""The model of the config and its compiled localization steps (evaluation, pseudo labels), whose
-proposal / instance caps grow instead of dropping."""
+"""The model of the config and its compiled (pmapped) steps: training (accumulated micro-batches,
+one update), memory initialisation, and the localization steps of evaluation and pseudo labels,
+whose proposal / instance caps grow instead of dropping."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from absl import logging
 import jax
@@ -19,10 +20,36 @@ from gaufuse_jax._src import pseudo_labels as pl_lib
 from gaufuse_jax._src import steps
 from gaufuse_jax._src.models import rskp
 
+
 def build_model(config, dataset) -> rskp.RSKP:
   """The RSKP model of ``config.model`` for ``dataset``'s classes and feature size."""
   return rskp.RSKP(num_classes=dataset.num_classes, feature_dim=dataset.feature_dim,
                    **config.model)
+
+
+class TrainSteps(NamedTuple):
+  """The pmapped training steps (``steps.py``). An optimizer step is ``init_accumulator``, then
+  ``accumulate[use_memory]`` on each micro-batch (each padded to its own length), then ``apply``."""
+  init_accumulator: Callable
+  accumulate: dict  # {use_memory (bool): step}
+  apply: Callable
+  memory_init: Callable
+
+
+def make_train_steps(config, model, tx, train_ds) -> TrainSteps:
+  """The ``TrainSteps`` of ``config`` for ``model``, the optimizer ``tx`` and ``train_ds`` (its
+  largest number of classes per video bounds the memory-bank reads)."""
+  accumulate = {
+      use_memory: devices.pmap(
+          functools.partial(steps.accumulate_step, model=model, use_memory=use_memory,
+                            pseudo_frame_coef=config.pseudo.frame_coef,
+                            max_labels=max(int(train_ds.labels.sum(1).max()), 1)),
+          config, donate_argnums=(1,))
+      for use_memory in (False, True)}
+  return TrainSteps(
+      init_accumulator=devices.pmap(steps.init_accumulator, config), accumulate=accumulate,
+      apply=devices.pmap(functools.partial(steps.apply_step, tx=tx), config, donate_argnums=(0,)),
+      memory_init=devices.pmap(functools.partial(steps.memory_init_step, model=model), config))
 
 
 class GrowingStep:

@@ -1,6 +1,6 @@
 """Pure per-batch steps of training and inference, written for ``jax.pmap(axis_name="batch")``.
 
-Every step takes a batch from ``gaufuse_jax.data.iterate_batches`` (or one micro-batch of
+Every step takes a batch from ``data.batching.iterate_batches`` (or one micro-batch of
 ``iterate_micro_batches``) without its leading device axis: ``features [B,T,D]``,
 ``valid_length [B]``, ``labels [B,C]``, ``video_index [B]``
 (-1 for padding slots), ``video_mask [B]``.

@@ -2,9 +2,9 @@
 
 No files are read: the annotations are drawn from a few numbers that summarise THUMOS14
 (`EmbeddedLayout`), and the features come from the same synthesis core as the semi-synthetic
-benchmarks (`gaufuse_jax.data.synthetic`). The defaults (160 + 160 videos, lengths 60-290
+benchmarks (`gaufuse_jax/_src/data/synthetic.py`). The defaults (160 + 160 videos, lengths 60-290
 snippets for 90% of them, median 135; ~7 instances per video covering 33% of it; 10% of the
-videos with two classes; D = 128) are generated in ~2 s and keep a full train + evaluation run
+videos with two classes; D = 128) are generated in seconds and keep a full train + evaluation run
 within minutes on 2 CPU cores.
 
 Calibration (``configs/default.py``: 120 train / 100 test videos, seed 0, 28 epochs; W-TALC

@@ -2,7 +2,7 @@
 
 One synthesis core serves the semi-synthetic benchmarks (real THUMOS14 / ActivityNet annotations,
 ``T = ceil(duration * fps / frames_per_snippet)``) and the embedded default (generated
-annotations, `gaufuse_jax.data.embedded`).
+annotations, `data/embedded.py`).
 
 Generative model. For video ``v`` with ``T`` snippets, a pre-activation
 ``z [T, D]`` is a sum of random Gaussian pattern vectors (entries N(0, 1), shared by all videos of
@@ -32,7 +32,7 @@ a seed) with time-varying amplitudes, and the feature is ``x = feature_scale * r
   THUMOS14 (D = 2048) with the defaults: 58% of the entries exactly 0, mean 0.19, std 0.33;
   cosine similarity of two snippets of a video 0.59 on average (action-action 0.73,
   background-background 0.61, action-background 0.54; adjacent snippets 0.92), of two
-  video-mean features 0.65. Synthesis takes ~8 s for THUMOS14 at D = 2048 on one core. The real
+  video-mean features 0.65. Synthesis of THUMOS14 at D = 2048 takes seconds on one core. The real
   I3D samples in ``../shared/data/features_sample`` have mean ~0.2 and within-video cosine
   0.6-0.8, lower between action and background. Dense positive features make every snippet
   nearly parallel under cosine similarity and defeat cosine-similarity models (RSKP learned

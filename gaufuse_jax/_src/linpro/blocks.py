@@ -74,7 +74,7 @@ def _class_representatives(codes):
   hashes = jnp.sum(codes * powers, axis=1)
   same = jnp.all(hashes[:, :, None] == hashes[:, None, :], axis=0)
   columns = jnp.arange(num_points, dtype=jnp.int32)
-  # The first equal column, as argmax(same) would give: 0.10 -> 0.08 ms per 32-block chunk.
+  # The first equal column, as argmax(same) would give, but cheaper on XLA:CPU.
   return jnp.min(jnp.where(same, columns[None, :], num_points), axis=1)
 
 
@@ -89,9 +89,9 @@ def reduce_block(areas, valid, scores, normalize):
   """
   dtype = scores.dtype
   top = jnp.max(jnp.where(valid, areas[:, 3], 0))
-  # 4Kb regions, the last one empty: with 4Kb + 2Kb variables (48 for Kb = 8) instead of the
-  # 4Kb - 1 + 2Kb of the 4Kb breakpoints alone, XLA:CPU's Newton steps take ~24% less time and the
-  # benchmarks/linpro.py workload ~17% less (25.1 -> 20.9 ms, one core).
+  # 4Kb regions, the last one empty: 4Kb + 2Kb variables (48 for Kb = 8) instead of the
+  # 4Kb - 1 + 2Kb of the 4Kb breakpoints alone, a shape on which XLA:CPU's Newton steps are
+  # faster (benchmarks/linpro.py; README Performance).
   points = jnp.sort(jnp.concatenate([jnp.where(valid[:, None], areas, top).ravel(), top[None]]))
   region_size = points[1:] - points[:-1]
   codes = jnp.where(valid[:, None], constraints_lib.area_codes(areas, points[:-1]), 0)

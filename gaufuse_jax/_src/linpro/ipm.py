@@ -45,8 +45,8 @@ def _cholesky_solve(factor, rhs):
 def ipm_start(lp):
   """Dual-feasible start ``(x, y, z, w)`` of ``ipm``: ``c - A^T y - z + w = 0`` at ``y = 0``,
   with a small primal mass: ``min(u / 2, 0.25)`` per class, ``min(u / 2, 0.05)`` per slack.
-  On the benchmark workload that takes about half the Newton steps of ``x = u / 2, z = w = 1``
-  and 13 % fewer than ``min(u / 2, 0.5)`` for all variables."""
+  On the ``benchmarks/linpro.py`` workload it takes fewer Newton steps than
+  ``x = u / 2, z = w = 1`` or ``min(u / 2, 0.5)`` for all variables."""
   upper, cost = elastic_lp_lib.bounds_and_cost(lp)
   num_regions = lp.upper.shape[0]
   start = jnp.where(jnp.arange(upper.shape[0]) < num_regions, 0.25, 0.05).astype(cost.dtype)

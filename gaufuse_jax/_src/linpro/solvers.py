@@ -4,6 +4,7 @@ qpax, mpax (PDLP) and jaxopt (BoxOSQP), each imported when first used (the ``sol
 from __future__ import annotations
 
 import functools
+import importlib
 from typing import Literal
 import warnings
 
@@ -22,8 +23,20 @@ def check_solver(solver):
     raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
 
 
+def _import(name):
+  """The comparison solver's package, or an ImportError that says how to install it."""
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", DeprecationWarning)  # jaxopt: "no longer maintained"
+      return importlib.import_module(name)
+  except ImportError as e:
+    raise ImportError(f"linpro solver={name!r} needs the {name} package, which is not "
+                      f"installed: pip install 'gaufuse_jax[solvers]' (or use the default "
+                      f"solver='ipm')") from e
+
+
 def _qpax(lp, *, tol, max_iter):
-  import qpax  # pylint: disable=g-import-not-at-top
+  qpax = _import("qpax")
   cost, matrix, rhs, upper = elastic_lp_lib.standard_form(lp)
   num_vars = cost.shape[0]
   eye = jnp.eye(num_vars, dtype=cost.dtype)
@@ -35,7 +48,7 @@ def _qpax(lp, *, tol, max_iter):
 
 
 def _mpax(lp, *, tol, max_iter):
-  import mpax  # pylint: disable=g-import-not-at-top
+  mpax = _import("mpax")
   cost, matrix, rhs, upper = elastic_lp_lib.standard_form(lp)
   num_vars = cost.shape[0]
   problem = mpax.create_lp(cost, matrix, rhs, jnp.zeros((0, num_vars), cost.dtype),
@@ -48,9 +61,7 @@ def _mpax(lp, *, tol, max_iter):
 
 
 def _jaxopt(lp, *, tol, max_iter):
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import jaxopt  # pylint: disable=g-import-not-at-top
+  jaxopt = _import("jaxopt")
   cost, matrix, rhs, upper = elastic_lp_lib.standard_form(lp)
   num_rows, num_vars = matrix.shape
   sol = jaxopt.BoxOSQP(tol=tol, maxiter=max_iter).run(

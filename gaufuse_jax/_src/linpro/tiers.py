@@ -56,10 +56,9 @@ def solve_pool(lps, count, *, lanes, solver, tol, max_iter):
 
   ``lanes`` blocks are solved at once, one batched step at a time; a lane whose block passes the
   certificate (or runs out of steps) stores it and takes the next block. A batch so costs the sum
-  of its blocks' Newton steps, not ``lanes`` times its slowest block's (about 1.5x fewer
-  lane-steps on the benchmark workload). Solvers other than ``"ipm"`` solve a block in one step.
-  Returns ``x [NB, n]``, ``iterations [NB]`` int32 and ``certified [NB]`` bool, zeros for blocks
-  ``>= count``.
+  of its blocks' Newton steps, not ``lanes`` times its slowest block's. Solvers other than
+  ``"ipm"`` solve a block in one step. Returns ``x [NB, n]``, ``iterations [NB]`` int32 and
+  ``certified [NB]`` bool, zeros for blocks ``>= count``.
   """
   num_blocks = lps.rhs.shape[0]
   start, step, one_shot = solvers_lib.solver_steps(solver, tol, max_iter)
