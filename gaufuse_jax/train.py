@@ -55,6 +55,10 @@ def new_generation(config, p_pseudo, rstate, train_ds, *, epoch, temperature, bu
                epoch, temperature, stats["instances"], stats["lp_fallbacks"],
                stats["max_proposals"], stats["max_instances"], stats["proposals_dropped"],
                stats["instances_dropped"])
+  if stats["instances"] and not stats["labelled_snippets"]:
+    logging.warning("Pseudo labels @%d: %d fused instances but every label is 0 (%d LP "
+                    "fallbacks): this generation teaches nothing.", epoch, stats["instances"],
+                    stats["lp_fallbacks"])
   writer.write(epoch, {f"pseudo/{k}": v for k, v in stats.items()})
   rstate = rstate.replace(  # (latest, previous)
       generations=devices.replicate(np.stack([labels, generations[0]]), config),

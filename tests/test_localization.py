@@ -43,6 +43,25 @@ def test_batched_localize_equals_each_pair_alone(pair_chunk):
         assert int(got.count[b, c]) > 0
 
 
-def test_pair_chunk_must_be_positive():
-  with pytest.raises(ValueError, match="pair_chunk must be >= 1, got 0"):
-    localization.LocalizationConfig(pair_chunk=0)
+@pytest.mark.parametrize("field, value, expected", [
+    ("pair_chunk", 0, "an integer >= 1"),
+    ("max_proposals", 2.5, "an integer >= 1"),
+    ("min_length", 0, "an integer >= 1"),
+    ("max_instances", 300, "<= max_proposals=256"),
+    ("temperature", 0.0, "a finite number > 0"),
+    ("temperature", float("nan"), "a finite number > 0"),
+    ("temperature", -0.1, "a finite number > 0"),
+    ("class_threshold", float("inf"), "a finite number"),
+    ("thresholds", (), "a non-empty tuple of finite numbers"),
+    ("thresholds", (0.1, float("nan")), "a non-empty tuple of finite numbers"),
+    ("overlap_threshold", 1.5, r"in \[0, 1\]"),
+    ("soft_nms_sigma", 0.0, "a finite number > 0"),
+    ("template", "cauchy", "one of"),
+    ("overlap", "dice", "one of"),
+    ("outer_rule", "quarter", "one of"),
+    ("suppression", "wbf", "'fusion', 'nms' or 'soft_nms'"),
+    ("merge_duplicates", "yes", "True, False or None"),
+])
+def test_bad_settings_name_the_field(field, value, expected):
+  with pytest.raises(ValueError, match=f"LocalizationConfig.{field} must be {expected}"):
+    localization.LocalizationConfig(**{field: value})

@@ -18,7 +18,7 @@ from gaufuse_jax._src import segments as seg_lib
 from gaufuse_jax._src import suppression
 
 Template = Literal["gaussian", "laplace", "uniform", "student_t"]
-_TEMPLATES = ("gaussian", "laplace", "uniform", "student_t")
+TEMPLATES = ("gaussian", "laplace", "uniform", "student_t")
 # Fixed iteration counts: bisection halves the value range 40 times (below float32 spacing for
 # ranges up to ~1e5 snippets); EM for the Student-t.
 _BISECTION_STEPS = 40
@@ -171,7 +171,8 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=Non
     counts: ``[N]`` int or float copies of each row, default 1; rows with ``counts <= 0``
       take no part.
     overlap_threshold: float (may be traced), strict ``>``.
-    temperature: float > 0 (may be traced).
+    temperature: float > 0 (may be traced: a traced value that is not > 0, NaN included, makes
+      every fused score NaN, since it cannot raise under ``jit``).
     overlap: ``"candidate"`` or ``"iou"``, see ``segments.overlap``.
     conventions: ``"reference"`` (default, inclusive lengths) or ``"exact"`` (half-open),
       see ``segments.overlap``.
@@ -183,8 +184,8 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=Non
     ``count`` of them; padding rows are zero.
 
   Raises:
-    ValueError: on shape mismatches, an unknown ``template``, ``temperature <= 0``,
-      ``dof <= 0`` or a NaN ``overlap_threshold``.
+    ValueError: on shape mismatches, an unknown ``template``, a concrete ``temperature`` that
+      is not > 0 (NaN included), ``dof <= 0`` or a NaN ``overlap_threshold``.
 
   Examples:
     The seed ``[2, 5)`` absorbs ``[2, 6)``: its end moves towards 6 by their Gaussian weights.
@@ -208,8 +209,8 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=Non
     if arr.shape != scores.shape:
       raise ValueError(f"{fn}: {name} must have shape [N]={scores.shape} like scores, "
                        f"got {arr.shape}")
-  if template not in _TEMPLATES:
-    raise ValueError(f"{fn}: template must be one of {_TEMPLATES}, got {template!r}")
+  if template not in TEMPLATES:
+    raise ValueError(f"{fn}: template must be one of {TEMPLATES}, got {template!r}")
   suppression.check_static(fn, "temperature", temperature, positive=True)
   suppression.check_static(fn, "overlap_threshold", overlap_threshold)
   suppression.check_static(fn, "dof", dof, positive=True)
@@ -239,5 +240,7 @@ def gaussian_weighted_fusion(segments, scores, valid, *, logits=None, counts=Non
 
   out_valid = jnp.arange(n) < clusters.count
   fused = jnp.where(out_valid[:, None], fused, 0.0)
+  # A traced temperature is not checked above: a bad one gives NaN, never a valid-looking score.
+  fused = fused.at[:, 2].set(jnp.where(temperature > 0, fused[:, 2], jnp.nan))
   return suppression.Detections(segments=fused[:, :2], scores=fused[:, 2], valid=out_valid,
                                 index=suppression.seed_index(clusters), count=clusters.count)

@@ -27,15 +27,24 @@ def generate_dataset_pseudo_labels(config, p_pseudo, params, dataset, *, epoch: 
     params: replicated teacher parameters.
     dataset: ``VideoDataset`` of V videos.
     epoch: the generation's epoch (seeds the teacher's dropout keys when it is on).
-    temperature: the generation's fusion temperature.
+    temperature: the generation's fusion temperature, a finite number > 0.
     bucket_sizes: padded lengths of the batches (``input_pipeline.bucket_sizes``).
     num_snippets: snippets ``T`` of the returned labels (>= every video's length).
 
   Returns:
     ``(labels, stats)``: float32 ``[V, T, C+1]`` numpy labels (0 past each video), and
-    ``{"instances": fused instances, "lp_fallbacks": LPs relaxed or failed}`` (ints) plus the
-    caps' drop counts of ``p_pseudo.take_dropped()``.
+    ``{"instances": fused instances, "lp_fallbacks": LPs relaxed or failed,
+    "labelled_snippets": (video, snippet, class) labels > 0}`` (ints) plus the caps' drop counts
+    of ``p_pseudo.take_dropped()``.
+
+  Raises:
+    ValueError: a ``temperature`` that is not a finite number > 0 (checked here: in the
+      compiled step it is a traced value, which cannot raise).
   """
+  if not (np.isfinite(temperature) and temperature > 0):
+    raise ValueError(f"pseudo-label generation at epoch {epoch}: the fusion temperature must be "
+                     f"a finite number > 0 (config.schedule.generation_temperatures), got "
+                     f"{temperature}")
   rngs = None  # teacher dropout: one key per video (steps.video_keys)
   if config.pseudo.teacher_dropout:
     rngs = devices.replicate(
@@ -54,7 +63,8 @@ def generate_dataset_pseudo_labels(config, p_pseudo, params, dataset, *, epoch: 
   if jax.process_count() > 1:  # each host labelled (and counted) its own shard of the videos
     labels, counts = multihost_utils.process_allgather((labels, counts))
     labels, counts = labels.sum(0), counts.sum(0)
-  stats = {"instances": int(counts[0]), "lp_fallbacks": int(counts[1])}
+  stats = {"instances": int(counts[0]), "lp_fallbacks": int(counts[1]),
+           "labelled_snippets": int(np.count_nonzero(labels))}
   return labels, {**stats, **p_pseudo.take_dropped()}
 
 

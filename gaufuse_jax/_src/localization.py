@@ -9,6 +9,7 @@ training temperature.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import jax
@@ -76,17 +77,42 @@ class LocalizationConfig:
   pair_chunk: int = 8
 
   def __post_init__(self):
+    def bad(field, expected):
+      raise ValueError(f"LocalizationConfig.{field} must be {expected}, got "
+                       f"{getattr(self, field)!r}")
+
+    def real(value):
+      return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+          value, bool) and math.isfinite(value)
+
     seg_lib.check_conventions("LocalizationConfig", self.conventions)
     if self.suppression not in ("fusion", "nms", "soft_nms"):
-      raise ValueError("LocalizationConfig.suppression must be 'fusion', 'nms' or 'soft_nms', "
-                       f"got {self.suppression!r}")
-    if not 1 <= self.max_instances <= self.max_proposals:
-      raise ValueError(f"LocalizationConfig.max_instances must be in [1, max_proposals="
-                       f"{self.max_proposals}], got {self.max_instances}")
-    if self.pair_chunk < 1:
-      raise ValueError(f"LocalizationConfig.pair_chunk must be >= 1, got {self.pair_chunk}")
+      bad("suppression", "'fusion', 'nms' or 'soft_nms'")
+    for field, allowed in (("outer_rule", seg_lib.OUTER_RULES), ("overlap", seg_lib.OVERLAPS),
+                           ("template", fusion.TEMPLATES)):
+      if getattr(self, field) not in allowed:
+        bad(field, f"one of {allowed}")
+    if not real(self.class_threshold):
+      bad("class_threshold", "a finite number")
+    if not (isinstance(self.thresholds, tuple) and self.thresholds and
+            all(real(x) for x in self.thresholds)):
+      bad("thresholds", "a non-empty tuple of finite numbers")
+    if not (real(self.temperature) and self.temperature > 0):
+      bad("temperature", "a finite number > 0 (the fusion's softmax divides by it)")
+    if not (real(self.overlap_threshold) and 0 <= self.overlap_threshold <= 1):
+      bad("overlap_threshold", "in [0, 1]")
+    if not (real(self.soft_nms_sigma) and self.soft_nms_sigma > 0):
+      bad("soft_nms_sigma", "a finite number > 0")
+    for field in ("max_proposals", "max_instances", "min_length", "pair_chunk"):
+      value = getattr(self, field)
+      if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        bad(field, "an integer >= 1")
+    if self.max_instances > self.max_proposals:
+      bad("max_instances", f"<= max_proposals={self.max_proposals}")
     if self.merge_duplicates is None:
       object.__setattr__(self, "merge_duplicates", self.suppression != "soft_nms")
+    elif not isinstance(self.merge_duplicates, bool):
+      bad("merge_duplicates", "True, False or None")
     elif self.merge_duplicates and self.suppression == "soft_nms":
       raise ValueError("LocalizationConfig.merge_duplicates=True does not apply to soft-NMS, "
                        "which decays every copy of a proposal on its own; use False or None")
@@ -116,7 +142,9 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
     valid_length: ``[B]`` int, real snippets per video.
     cfg: a ``LocalizationConfig`` (static).
     temperature: optional float scalar (may be traced) that overrides ``cfg.temperature``, so
-      that generations with different temperatures share one compiled function.
+      that generations with different temperatures share one compiled function. A concrete
+      value that is not > 0 (NaN included) raises ValueError; a traced one makes the fused
+      scores NaN (``fusion.gaussian_weighted_fusion``).
 
   Returns:
     ``(instances, stats)``: ``suppression.Detections`` with leaves ``[B, C, K]`` (segments
@@ -140,6 +168,7 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
   thresholds = jnp.asarray(cfg.thresholds, jnp.float32)
   gated = video_scores >= cfg.class_threshold
   temperature = cfg.temperature if temperature is None else temperature
+  suppression.check_static("localize", "temperature", temperature, positive=True)
   b, t, c = cas.shape
 
   def one(cas_1d, length, gate):

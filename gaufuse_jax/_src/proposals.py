@@ -18,7 +18,6 @@ import jax.numpy as jnp
 
 from gaufuse_jax._src import segments
 
-_OUTER_RULES = ("gaufuse", "wtalc")
 
 
 class Proposals(NamedTuple):
@@ -134,8 +133,8 @@ def generate_proposals(cas, valid_length, thresholds, *, max_proposals: int,
                      f"got {thresholds.shape}")
   max_proposals = _static_int(max_proposals, "max_proposals", 1)
   min_length = _static_int(min_length, "min_length", 1)
-  if outer_rule not in _OUTER_RULES:
-    raise ValueError(f"generate_proposals: outer_rule must be one of {_OUTER_RULES}, "
+  if outer_rule not in segments.OUTER_RULES:
+    raise ValueError(f"generate_proposals: outer_rule must be one of {segments.OUTER_RULES}, "
                      f"got {outer_rule!r}")
   segments.check_conventions("generate_proposals", conventions)
 

@@ -54,7 +54,9 @@ def generate_pseudo_labels(cas, video_scores, valid_length, cfg: PseudoLabelConf
     valid_length: ``[B]`` int real snippets per video; labels past it are 0.
     cfg: ``PseudoLabelConfig`` (static).
     temperature: optional float scalar (may be traced) overriding the fusion temperature of
-      ``cfg.localization``; one compiled function then serves every generation.
+      ``cfg.localization``; one compiled function then serves every generation. Checked as in
+      ``localization.localize``: a traced value that is not > 0 gives NaN instance scores, and
+      LinPro then reports those problems as ``STATUS_FAILED`` with zero labels.
 
   Returns:
     ``(labels, diagnostics)``: float32 ``[B, T, C']`` finite labels in ``[0, 1]``;

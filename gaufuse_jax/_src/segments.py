@@ -31,6 +31,8 @@ OuterRule = Literal["gaufuse", "wtalc"]
 OverlapKind = Literal["candidate", "iou"]
 Conventions = Literal["reference", "exact"]
 CONVENTIONS = ("reference", "exact")
+OUTER_RULES = ("gaufuse", "wtalc")
+OVERLAPS = ("candidate", "iou")
 
 
 def check_conventions(fn: str, conventions) -> None:
@@ -70,7 +72,7 @@ def outer_width(length, rule: OuterRule = "gaufuse", conventions: Conventions = 
   elif rule == "wtalc":
     width = 0.25 * length
   else:
-    raise ValueError(f"outer_width: rule must be 'gaufuse' or 'wtalc', got {rule!r}")
+    raise ValueError(f"outer_width: rule must be one of {OUTER_RULES}, got {rule!r}")
   # The epsilon guards floor() / ceil() against float32 round-off at exact integers (0.25 * 8).
   # For every length up to 5,000 snippets (THUMOS14's longest video: 2,615) these float32
   # widths equal the authors' float64 ones (tests/test_segments.py).

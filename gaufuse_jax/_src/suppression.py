@@ -21,7 +21,6 @@ from gaufuse_jax._src import segments as seg_lib
 # rank k >= 0 of the seed that removed them, and the seed itself carries k + N.
 _REMAINING = -1
 _DISCARDED = -2
-_OVERLAPS = ("candidate", "iou")
 
 
 class Detections(NamedTuple):
@@ -69,8 +68,8 @@ def check_inputs(fn: str, segments, scores, valid, overlap: str, conventions: st
   instances, and instances with ``end < start``, turned invalid. Raises ValueError, naming
   ``fn``, on shape mismatches or an unknown ``overlap`` kind or ``conventions``.
   """
-  if overlap not in _OVERLAPS:
-    raise ValueError(f"{fn}: overlap must be one of {_OVERLAPS}, got {overlap!r}")
+  if overlap not in seg_lib.OVERLAPS:
+    raise ValueError(f"{fn}: overlap must be one of {seg_lib.OVERLAPS}, got {overlap!r}")
   seg_lib.check_conventions(fn, conventions)
   segments, scores, valid = jnp.asarray(segments), jnp.asarray(scores), jnp.asarray(valid)
   if segments.ndim != 2 or segments.shape[1] != 2:

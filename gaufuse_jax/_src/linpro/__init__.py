@@ -86,7 +86,6 @@ Modules: ``constraints`` (rows of eq. 5), ``blocks`` (decomposition and reductio
 """
 
 from gaufuse_jax._src.linpro.constraints import NORMALIZATIONS
-from gaufuse_jax._src.linpro.constraints import OUTER_RULES
 from gaufuse_jax._src.linpro.constraints import instance_areas
 from gaufuse_jax._src.linpro.constraints import linpro_constraints
 from gaufuse_jax._src.linpro.labels import STATUS_FAILED

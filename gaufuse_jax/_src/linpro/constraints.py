@@ -14,14 +14,13 @@ from gaufuse_jax._src import segments as segments_lib
 
 Normalize = Literal["sum", "mean"]
 NORMALIZATIONS = ("sum", "mean")
-OUTER_RULES = ("gaufuse", "wtalc")
 
 INNER, OUTER = 1, 2  # area code of a snippet for an instance row
 
 
 def check_options(outer_rule, normalize):
-  if outer_rule not in OUTER_RULES:
-    raise ValueError(f"outer_rule must be one of {OUTER_RULES}, got {outer_rule!r}")
+  if outer_rule not in segments_lib.OUTER_RULES:
+    raise ValueError(f"outer_rule must be one of {segments_lib.OUTER_RULES}, got {outer_rule!r}")
   if normalize not in NORMALIZATIONS:
     raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
 
