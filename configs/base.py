@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.keep_checkpoint_every_epochs = 0  # > 0: also keep the checkpoints of its multiples
   c.best_metric = "wtalc/mAP@0.1:0.7"
   c.grow_caps = True               # double max_proposals / max_instances instead of dropping
+  c.resume_override = False        # True: resume a run under another config or data (recorded)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "wtalc"          # "wtalc" (feature files), "semisynthetic", "embedded"
@@ -51,6 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.frames_per_snippet = 16.0
   c.data.exclude_videos = ()       # e.g. ("video_test_0000270", "video_test_0001496")
   c.data.feature_dim = 2048
+  c.data.max_length_ratio = 2.0    # snippets per video vs duration*fps/frames_per_snippet; 0: off
   c.data.seed = 0                  # generated data only
   c.data.generator = ml_collections.ConfigDict()  # extra generator arguments (generated data)
 

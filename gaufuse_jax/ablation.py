@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from gaufuse_jax import evaluate_run
+from gaufuse_jax._src import config_validation
 from gaufuse_jax._src import devices
 from gaufuse_jax._src import evaluation_loop
 from gaufuse_jax._src import programs
@@ -153,7 +154,11 @@ def run_ablation(config: ml_collections.ConfigDict, workdir, seeds, *,
 
   Returns:
     ``{variant: {setting: {seed (str): metrics}}}`` (also in ``<workdir>/ablation.json``).
+
+  Raises:
+    config_validation.ConfigError: bad fields of ``config``, before any work.
   """
+  config_validation.validate_config(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   cache_path = workdir / "ablation.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 from absl import logging
@@ -9,6 +10,7 @@ import jax
 import numpy as np
 
 from gaufuse_jax._src import checkpointing
+from gaufuse_jax._src import config_validation
 from gaufuse_jax._src import devices
 from gaufuse_jax._src import evaluation_loop
 from gaufuse_jax._src import programs
@@ -16,6 +18,7 @@ from gaufuse_jax._src import results
 from gaufuse_jax._src import input_pipeline
 from gaufuse_jax._src import steps
 from gaufuse_jax import viz
+from gaufuse_jax._src.data.errors import DataError
 from gaufuse_jax._src.data.video_dataset import VideoDataset
 
 
@@ -54,7 +57,11 @@ def evaluate_checkpoint(config, workdir, *, checkpoint="best", split="test", num
 
   Returns:
     The metrics dict (both protocols and cmAP).
+
+  Raises:
+    config_validation.ConfigError: bad config fields, before any work.
   """
+  config_validation.validate_config(config)
   train_ds, test_ds = input_pipeline.load_datasets(config.data)
   dataset = test_ds if split == "test" else train_ds
   raw, step = restore_checkpoint(config, workdir, checkpoint)
@@ -108,33 +115,66 @@ def plot_videos(config, model, params, dataset, detections, metrics, out_dir, *,
   logging.info("Wrote %d video plots and map_vs_tiou.png to %s", len(shown), out_dir)
 
 
+def _load_feature_file(path: pathlib.Path, feature_dim: int) -> np.ndarray:
+  expected = f"a .npy file holding one video's [T >= 2, D = {feature_dim}] float features"
+  try:
+    x = np.load(path, allow_pickle=False)
+  except ValueError as e:
+    if "Object arrays" in str(e):
+      raise DataError(f"{path}: expected {expected}, found an object (pickled) array, e.g. a "
+                      "W-TALC file of all videos: save one <video>.npy per video and pass their "
+                      "folder") from None
+    raise DataError(f"{path}: expected {expected}, found a file numpy cannot read "
+                    f"({e})") from None
+  except (OSError, EOFError) as e:
+    raise DataError(f"{path}: expected {expected}, found an unreadable or truncated file "
+                    f"({type(e).__name__}: {e})") from None
+  if not isinstance(x, np.ndarray):  # an .npz archive
+    x.close()
+    raise DataError(f"{path}: expected {expected}, found an .npz archive: save each video's "
+                    "array with np.save")
+  if x.ndim != 2 or x.shape[1] != feature_dim or x.shape[0] < 2 or x.dtype.kind not in "fiu":
+    raise DataError(f"{path}: expected {expected}, found shape {x.shape} dtype {x.dtype}")
+  if not np.all(np.isfinite(x)):
+    raise DataError(f"{path}: expected finite features, found NaN/inf in "
+                    f"{int(np.sum(~np.isfinite(x).all(1)))} snippets")
+  return x.astype(np.float32)
+
+
 def load_feature_files(path, *, feature_dim: int) -> tuple[list[str], list[np.ndarray]]:
   """Per-video features from a folder of ``<video>.npy`` files or one ``.npy`` file.
 
   Raises:
-    FileNotFoundError: missing path or an empty folder.
-    ValueError: an array that is not ``[T, feature_dim]`` with T >= 2, or has NaN/inf (the
-      message names the file).
+    FileNotFoundError: missing path or a folder without ``.npy`` files.
+    DataError: a file that is not one video's ``[T >= 2, feature_dim]`` finite float array
+      (object arrays such as the W-TALC all-videos file, ``.npz`` archives, text or truncated
+      files included); the message names the file.
   """
   path = pathlib.Path(path)
   if path.is_dir():
     files = sorted(path.glob("*.npy"))
     if not files:
-      raise FileNotFoundError(f"--features={path}: folder holds no .npy file")
+      raise FileNotFoundError(f"--features={path}: expected a folder of <video>.npy files, "
+                              "found none")
   elif path.is_file():
     files = [path]
   else:
     raise FileNotFoundError(f"--features={path}: no such file or folder")
-  names, features = [], []
-  for f in files:
-    x = np.load(f, allow_pickle=False)
-    if x.ndim != 2 or x.shape[1] != feature_dim or x.shape[0] < 2:
-      raise ValueError(f"{f}: expected features [T >= 2, D = {feature_dim}], found {x.shape}")
-    if not np.all(np.isfinite(x)):
-      raise ValueError(f"{f}: {int(np.sum(~np.isfinite(x).all(1)))} snippets hold NaN/inf")
-    names.append(f.stem)
-    features.append(x.astype(np.float32))
-  return names, features
+  return [f.stem for f in files], [_load_feature_file(f, feature_dim) for f in files]
+
+
+def _check_output(output) -> pathlib.Path:
+  """The results path of ``localize_features``, checked before any work."""
+  output = pathlib.Path(output)
+  if output.is_dir():
+    raise IsADirectoryError(f"--output={output}: expected a file path for the results JSON, "
+                            "found a folder")
+  parent = output.parent
+  while not parent.exists():
+    parent = parent.parent
+  if not parent.is_dir() or not os.access(parent, os.W_OK):
+    raise PermissionError(f"--output={output}: cannot write in {parent}")
+  return output
 
 
 def localize_features(config, workdir, features_path, output, *, checkpoint="best") -> dict:
@@ -142,7 +182,13 @@ def localize_features(config, workdir, features_path, output, *, checkpoint="bes
 
   Returns:
     The results dict that was written to ``output``.
+
+  Raises:
+    config_validation.ConfigError: bad config fields (``config.data`` is not used), before any
+      work.
   """
+  config_validation.validate_config(config, data=False)
+  output = _check_output(output)
   info = results.read_run_info(workdir)
   names, features = load_feature_files(features_path, feature_dim=info["feature_dim"])
   num_classes = len(info["class_names"])

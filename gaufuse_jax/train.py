@@ -20,11 +20,13 @@ import numpy as np
 
 from gaufuse_jax._src import checkpointing
 from gaufuse_jax._src import compilation
+from gaufuse_jax._src import config_validation
 from gaufuse_jax._src import generation
 from gaufuse_jax._src import devices
 from gaufuse_jax._src import evaluation_loop
 from gaufuse_jax._src import programs
 from gaufuse_jax._src import results
+from gaufuse_jax._src import run_directory
 from gaufuse_jax._src import input_pipeline
 from gaufuse_jax._src import metric_writers
 from gaufuse_jax._src import schedule as schedule_lib
@@ -115,20 +117,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Raises:
     NonFiniteLossError: when a training loss is NaN/inf (the last good checkpoint is kept).
     checkpointing.CheckpointError: when ``workdir`` holds checkpoints none of which restores.
-    ValueError: for an inconsistent config (named field).
+    config_validation.ConfigError: for bad config fields (all of them named), before any work.
+    run_directory.ResumeMismatchError: ``workdir`` holds checkpoints of another config or data
+      (nothing is written then).
   """
   # ------------------------------------------------------------------ setup
+  config_validation.validate_config(config)  # every field, before any data or compilation
   compiled = compilation.CompilationCounter()
   run_start = time.time()
   if config.distributed and not jax.distributed.is_initialized():
     jax.distributed.initialize()  # arguments auto-detected (TPU pods, Slurm, Open MPI)
-  schedule_lib.validate_schedule(config.schedule)
   workdir = pathlib.Path(workdir)
   is_main = jax.process_index() == 0
-  if is_main:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-  writer = metric_writers.MetricWriter(workdir)
+  run_directory.check_config(workdir, config)  # a resume must not change the trained model
   ndev = len(devices.local_devices(config))
   if config.batch_size % ndev:
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
@@ -137,7 +138,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # ------------------------------------------------------------------ data
   train_ds, test_ds = input_pipeline.load_datasets(config.data)
   if is_main:
-    results.write_run_info(workdir, train_ds)
+    run_directory.record(workdir, config, train_ds)  # config.json, dataset.json
+  writer = metric_writers.MetricWriter(workdir)
   bucket_sizes = input_pipeline.bucket_sizes(config, train_ds, test_ds)  # whole videos
   crop_bucket_sizes = input_pipeline.bucket_sizes(config, train_ds, crop=True)  # training crops
   logging.info("Data %s: %d train / %d test videos, %d classes, D=%d, buckets %s (training %s)",
@@ -197,16 +199,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  ", ".join(f"{k[6:]} {v:.3f}" for k, v in scalars.items()
                            if k.startswith("train/") and k != "train/loss"),
                  plan.learning_rate, scalars["epoch_seconds"])
-    eval_now = done == num_epochs or (config.eval.every_epochs and
-                                      done % config.eval.every_epochs == 0)
-    if eval_now:
+    saved = done == num_epochs or done % config.checkpoint_every_epochs == 0
+    if saved:  # before the evaluation: a crash in it never loses the epoch
+      ckpt.save(done, devices.unreplicate(rstate))
+    if done == num_epochs or (config.eval.every_epochs and done % config.eval.every_epochs == 0):
       metrics, detections = evaluate(config, rstate, test_ds, p_eval=p_eval,
                                      bucket_sizes=bucket_sizes, epoch=done)
       scalars.update({f"test/{k}": v for k, v in metrics.items()})
       dropped["test"] += metrics["proposals_dropped"] + metrics["instances_dropped"]
+      best = ckpt.best_value()
+      if not saved and (best is None or metrics[config.best_metric] > best):
+        ckpt.save(done, devices.unreplicate(rstate))  # the best, whatever the interval
+        saved = True
+      if saved:
+        ckpt.record_metrics(done, metrics)
     writer.write(done, scalars)
-    if done == num_epochs or done % config.checkpoint_every_epochs == 0:
-      ckpt.save(done, devices.unreplicate(rstate), metrics if eval_now else None)
 
   # ------------------------------------------------------------------ final outputs
   if detections is None:  # resumed a finished run, or the last epoch was not evaluated

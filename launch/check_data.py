@@ -27,6 +27,8 @@ flags.DEFINE_float("frames_per_snippet", 16.0, "Frames per feature snippet.")
 flags.DEFINE_integer("feature_dim", None, "Expected feature dim (default: the first video's).")
 flags.DEFINE_list("exclude_videos", [], "Video names to exclude.")
 flags.DEFINE_integer("min_snippets", 2, "Videos with fewer snippets are skipped.")
+flags.DEFINE_float("max_length_ratio", 2.0, "Snippets per video must be within this factor of "
+                   "duration * fps / frames_per_snippet (0: no check).")
 flags.mark_flag_as_required("data_dir")
 
 
@@ -78,7 +80,8 @@ def main(argv):
             annotations, features, split=split, fps=FLAGS.fps,
             frames_per_snippet=FLAGS.frames_per_snippet, feature_dim=FLAGS.feature_dim,
             exclude_videos=FLAGS.exclude_videos, min_snippets=FLAGS.min_snippets,
-            feature_source=source)
+            max_length_ratio=FLAGS.max_length_ratio, feature_source=source)
+        ds.check_usable()
     except ValueError as e:  # DataError included
       errors += 1
       print(f"[{split}] ERROR: {e}")

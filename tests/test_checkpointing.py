@@ -121,7 +121,7 @@ def test_no_restorable_step_raises_checkpoint_error(tmp_path):
   try:
     with pytest.raises(checkpointing.CheckpointError,
                        match=r"(?s)No checkpoint in .* could be restored \(tried \[2, 1\]\):"
-                             r".*step 2 in .*step 1 in .*Move the directory away"):
+                             r".*step 2 in .*step 1 in .*restore it with that config"):
       ckpt.restore(_small_state(0.0))
   finally:
     ckpt.close()

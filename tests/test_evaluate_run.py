@@ -2,6 +2,7 @@
 tiny run of conftest.py: checkpoint restore and its errors, tables and plots, new feature files."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from conftest import NUM_EPOCHS
 from gaufuse_jax import evaluate_run
 from gaufuse_jax._src import results as results_lib
+from gaufuse_jax._src.data.errors import DataError
 
 MAIN_METRICS = ("wtalc/mAP@0.1:0.7", "activitynet/mAP@0.5:0.05:0.95", "cmAP")
 
@@ -70,24 +72,62 @@ def test_localize_features_folder(run, tmp_path):
                                atol=1e-4)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.zeros((20, 16), np.float32),
-     r"bad\.npy: expected features \[T >= 2, D = 32\], found \(20, 16\)"),
-    (np.zeros((20,), np.float32), r"bad\.npy: expected features \[T >= 2, D = 32\], found \(20,\)"),
-    (np.full((20, 32), np.nan, np.float32), r"bad\.npy: 20 snippets hold NaN/inf"),
-], ids=["wrong_dim", "one_dim", "nan"])
-def test_localize_bad_feature_file_names_it(run, tmp_path, bad, match):
-  good = run.test_ds.features[0]
-  _write_features(tmp_path / "features", ["good", "bad"], [good, bad])
-  with pytest.raises(ValueError, match=match):
-    evaluate_run.localize_features(run.config, run.workdir, tmp_path / "features",
-                                   tmp_path / "out.json")
+def _object_array():
+  x = np.empty(2, object)
+  x[0], x[1] = np.zeros((5, 32)), np.zeros((7, 32))
+  return x
+
+
+FEATURES = r"expected a \.npy file holding one video's \[T >= 2, D = 32\] float features"
+BAD_FEATURE_FILES = {  # name: (write the file, the rest of the message)
+    "wrong_dim": (lambda f: np.save(f, np.zeros((20, 16), np.float32)),
+                  r", found shape \(20, 16\) dtype float32"),
+    "one_dim": (lambda f: np.save(f, np.zeros((20,), np.float32)), r", found shape \(20,\)"),
+    "strings": (lambda f: np.save(f, np.array([["a"] * 32] * 3)),
+                r", found shape \(3, 32\) dtype <U1"),
+    "object_array": (lambda f: np.save(f, _object_array(), allow_pickle=True),
+                     r", found an object \(pickled\) array, e\.g\. a W-TALC file of all videos"),
+    "npz": (lambda f: np.savez(open(f, "wb"), x=np.zeros((5, 32))), r", found an \.npz archive"),
+    "text": (lambda f: f.write_text("0.1 0.2\n0.3 0.4\n"), r", found a file numpy cannot read"),
+    "truncated": (lambda f: (np.save(f, np.zeros((50, 32), np.float32)),
+                             f.write_bytes(f.read_bytes()[:300])),
+                  r", found (an unreadable or truncated file|a file numpy cannot read)"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FEATURE_FILES))
+def test_localize_bad_feature_file_names_it(run, tmp_path, kind):
+  write, rest = BAD_FEATURE_FILES[kind]
+  folder = tmp_path / "features"
+  _write_features(folder, ["good"], [run.test_ds.features[0]])
+  write(folder / "bad.npy")
+  with pytest.raises(DataError, match=rf"bad\.npy: {FEATURES}{rest}"):
+    evaluate_run.localize_features(run.config, run.workdir, folder, tmp_path / "out.json")
   assert not (tmp_path / "out.json").exists()
+
+
+def test_localize_nan_features_names_the_file(run, tmp_path):
+  _write_features(tmp_path / "f", ["bad"], [np.full((20, 32), np.nan, np.float32)])
+  with pytest.raises(DataError, match=r"bad\.npy: expected finite features, found NaN/inf in 20"):
+    evaluate_run.localize_features(run.config, run.workdir, tmp_path / "f", tmp_path / "o.json")
+
+
+def test_localize_checks_the_output_before_any_work(run, tmp_path, monkeypatch):
+  _write_features(tmp_path / "f", ["v"], [run.test_ds.features[0]])
+  monkeypatch.setattr(evaluate_run, "restore_checkpoint", None)  # never reached
+  with pytest.raises(IsADirectoryError,
+                     match=r"--output=.*: expected a file path .*found a folder"):
+    evaluate_run.localize_features(run.config, run.workdir, tmp_path / "f", tmp_path)
+  (tmp_path / "ro").mkdir(mode=0o500)
+  if not os.access(tmp_path / "ro", os.W_OK):  # root may write anywhere
+    with pytest.raises(PermissionError, match=r"--output=.*out\.json: cannot write in .*ro"):
+      evaluate_run.localize_features(run.config, run.workdir, tmp_path / "f",
+                                     tmp_path / "ro" / "sub" / "out.json")
 
 
 def test_localize_missing_inputs(run, tmp_path):
   (tmp_path / "empty").mkdir()
-  with pytest.raises(FileNotFoundError, match="folder holds no .npy file"):
+  with pytest.raises(FileNotFoundError, match="expected a folder of <video>.npy files, found none"):
     evaluate_run.localize_features(run.config, run.workdir, tmp_path / "empty", tmp_path / "o.json")
   with pytest.raises(FileNotFoundError, match="dataset.json not found"):
     evaluate_run.localize_features(run.config, tmp_path, tmp_path / "empty", tmp_path / "o.json")

@@ -86,6 +86,32 @@ class Checkpointer:
     self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
     self._manager.wait_until_finished()
 
+  def record_metrics(self, step: int, metrics: dict) -> None:
+    """Ranks the saved ``step`` by ``metrics[best_metric]``, after the save: a run saves an
+    epoch first and evaluates it after, so a crash in the evaluation never loses the epoch."""
+    if jax.process_index() == 0:
+      path = self.directory / str(step) / "metrics" / "metrics"
+      path.parent.mkdir(parents=True, exist_ok=True)
+      tmp = path.with_name("metrics.tmp")
+      tmp.write_text(json.dumps({self.best_metric: float(metrics[self.best_metric])}))
+      tmp.replace(path)  # atomic: never a half-written metrics file
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("gaufuse_record_metrics")
+    self._manager.reload()
+
+  def best_value(self) -> float | None:
+    """``best_metric`` of the best ranked step (None before any evaluated step)."""
+    self._manager.reload()
+    step = self._manager.best_step()
+    if step is None:
+      return None
+    path = self.directory / str(step) / "metrics" / "metrics"
+    try:
+      value = json.loads(path.read_text())[self.best_metric]
+    except (OSError, ValueError, KeyError):
+      return None
+    return None if value < 0 else float(value)
+
   def steps(self) -> list[int]:
     self._manager.reload()
     return sorted(self._manager.all_steps())
@@ -124,7 +150,9 @@ class Checkpointer:
     raise CheckpointError(
         f"No checkpoint in {self.directory} could be restored (tried {candidates}):\n  "
         + "\n  ".join(failures)
-        + "\nMove the directory away to start a fresh run, or pass another --workdir.")
+        + "\nIf the run was trained with another config (its config.json), restore it with that "
+        "config: the steps may be intact. Only if they are damaged, start afresh in another "
+        "--workdir.")
 
   def close(self) -> None:
     self._manager.close()

@@ -132,6 +132,10 @@ def _data(c: _Checker) -> None:
   c.number("data.fps", low=0.0, low_open=True)
   c.number("data.frames_per_snippet", low=0.0, low_open=True)
   c.integer("data.feature_dim", 1)
+  ratio = c.get("data.max_length_ratio")
+  if not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool)
+          and (ratio == 0 or 1 <= ratio < math.inf)):
+    c.add("data.max_length_ratio", "0 (off) or a finite number >= 1", ratio)
   c.integer("data.seed", 0)
   c.sequence("data.exclude_videos",
              lambda f, v: None if isinstance(v, str) else c.add(f, "a video name", v))
@@ -221,8 +225,9 @@ def _post_processing(c: _Checker) -> None:
   _localization(c, "eval")
 
 
-def validate_config(config) -> None:
-  """Checks a whole run config (``configs/base.py``'s fields).
+def validate_config(config, *, data: bool = True) -> None:
+  """Checks a whole run config (``configs/base.py``'s fields); ``data=False`` skips
+  ``config.data`` (``launch.localize`` reads the run's ``dataset.json`` instead).
 
   Raises:
     ConfigError: listing every field with a bad type, range or value, or a missing or unknown
@@ -230,7 +235,8 @@ def validate_config(config) -> None:
       expected and what was found.
   """
   c = _Checker(config)
-  for check in (_top_level, _data, _model_and_optimizer, _schedule, _post_processing):
+  checks = (_top_level, _data, _model_and_optimizer, _schedule, _post_processing)
+  for check in checks if data else tuple(c for c in checks if c is not _data):
     try:
       check(c)
     except (KeyError, AttributeError) as e:  # a field the checks need is missing

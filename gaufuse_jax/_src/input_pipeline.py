@@ -3,6 +3,7 @@ settings."""
 
 from __future__ import annotations
 
+from absl import logging
 import jax
 import numpy as np
 import tqdm
@@ -15,18 +16,34 @@ from gaufuse_jax._src.data import batching
 
 
 def load_datasets(dc):
-  """``config.data`` -> ``(train, test)`` ``VideoDataset``s.
+  """``config.data`` -> ``(train, test)`` ``VideoDataset``s, each checked usable
+  (``VideoDataset.check_usable``) and its loading report logged.
 
   Sources: ``"wtalc"`` (feature files in ``data_dir``), ``"semisynthetic"`` (generated features
   for the real annotations in ``annotation_dir``), ``"embedded"`` (generated, needs no files).
 
   Raises:
-    ValueError: for an unknown source; the loaders raise for bad files.
+    ValueError: an unknown source; DataError: the loaders' bad files, or an unusable split.
   """
+  datasets = _load_datasets(dc)
+  for ds in datasets:
+    ds.check_usable()
+    report = {k: v for k, v in ds.report.items() if k != "skipped_short_names"}
+    logging.info("Data %s (%s): %s", ds.name, ds.split,
+                 ", ".join(f"{k}={v}" for k, v in report.items()))
+    repaired = {k: report.get(k, 0) for k in ("videos_without_labels", "skipped_short_videos",
+                                              "clipped_segments", "dropped_segments")}
+    if any(repaired.values()):
+      logging.warning("Data %s (%s): %s.", ds.name, ds.split,
+                      ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in repaired.items() if v))
+  return datasets
+
+
+def _load_datasets(dc):
   if dc.source == "wtalc":
     kwargs = dict(dataset=dc.dataset, annotation_dir=dc.annotation_dir or None, fps=dc.fps,
                   frames_per_snippet=dc.frames_per_snippet, feature_dim=dc.feature_dim,
-                  exclude_videos=tuple(dc.exclude_videos))
+                  exclude_videos=tuple(dc.exclude_videos), max_length_ratio=dc.max_length_ratio)
     return (data.load_wtalc(dc.data_dir, split="train", **kwargs),
             data.load_wtalc(dc.data_dir, split="test", **kwargs))
   if dc.source == "semisynthetic":

@@ -241,13 +241,12 @@ def write_outputs(out_dir, dataset, metrics, detections) -> str:
   return table
 
 
-def write_run_info(workdir, dataset) -> None:
-  """``workdir/dataset.json``: what a trained model needs to localize new videos (class names,
-  feature size, snippet duration)."""
-  info = {"name": dataset.name, "class_names": list(dataset.class_names),
+def run_info(dataset) -> dict:
+  """The content of a run's ``dataset.json``: what a trained model needs to localize new videos
+  (class names, feature size, snippet duration) and the size of its training split."""
+  return {"name": dataset.name, "class_names": list(dataset.class_names),
           "feature_dim": dataset.feature_dim, "fps": dataset.fps,
-          "frames_per_snippet": dataset.frames_per_snippet}
-  (pathlib.Path(workdir) / "dataset.json").write_text(json.dumps(info, indent=2))
+          "frames_per_snippet": dataset.frames_per_snippet, "num_videos": len(dataset)}
 
 
 def read_run_info(workdir) -> dict:

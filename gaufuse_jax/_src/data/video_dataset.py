@@ -7,6 +7,8 @@ import dataclasses
 
 import numpy as np
 
+from gaufuse_jax._src.data.errors import DataError
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class VideoDataset:
@@ -79,6 +81,19 @@ class VideoDataset:
     return {"video": np.repeat(np.arange(len(self), dtype=np.int32), counts),
             "label": np.concatenate([np.zeros(0, np.int32), *self.segment_labels]),
             "segment": np.concatenate([np.zeros((0, 2)), *self.segments])}
+
+  def check_usable(self) -> None:
+    """Raises ``DataError`` when the split cannot do its job: a training split in which no
+    video has a video-level label (nothing to learn from), a test split without ground-truth
+    segments (nothing to score against)."""
+    if self.split == "train" and not np.any(self.labels.sum(1) > 0):
+      raise DataError(f"{self.name} (train): expected videos with video-level labels, found "
+                      f"none of {len(self)} labelled: training would learn nothing (check "
+                      f"labels.npy / labels_all.npy)")
+    if self.split == "test" and not any(len(s) for s in self.segments):
+      raise DataError(f"{self.name} (test): expected ground-truth segments, found none in "
+                      f"{len(self)} videos: nothing to evaluate against (check segments.npy "
+                      f"and the split's subset)")
 
   def ambiguous_arrays(self) -> dict[str, np.ndarray]:
     """Ambiguous intervals: ``{"video": int32 [A], "segment": float64 [A, 2] seconds}``."""

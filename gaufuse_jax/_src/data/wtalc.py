@@ -62,7 +62,8 @@ def build_dataset(annotations: annotations_lib.Annotations,
                   features: Sequence[np.ndarray] | Callable[[int], np.ndarray], *,
                   split: str = "train", fps: float = 25.0, frames_per_snippet: float = 16.0,
                   feature_dim: int | None = None, exclude_videos: Sequence[str] = (),
-                  min_snippets: int = 2, feature_source: str = "features") -> VideoDataset:
+                  min_snippets: int = 2, max_length_ratio: float = 2.0,
+                  feature_source: str = "features") -> VideoDataset:
   """Selects one split, validates its features and repairs segments: the one assembly path of
   the W-TALC loader, the semi-synthetic datasets and the embedded default.
 
@@ -77,6 +78,10 @@ def build_dataset(annotations: annotations_lib.Annotations,
     exclude_videos: video names to drop (each must exist in the annotations; names of the other
       split are allowed so one list serves both splits); echoed in ``excluded_videos``.
     min_snippets: videos with fewer snippets are skipped with a warning and counted.
+    max_length_ratio: a video's snippet count ``T`` must lie within this factor (plus 2
+      snippets) of ``duration * fps / frames_per_snippet``; 0 turns the check off. Features of
+      another frame rate or snippet size would otherwise train and evaluate against ground truth
+      at the wrong times.
     feature_source: file or folder name used in error messages.
 
   Returns:
@@ -86,15 +91,19 @@ def build_dataset(annotations: annotations_lib.Annotations,
     ``dropped_segments`` (start at or after the end), ``segments``, ``videos_without_labels``.
 
   Raises:
-    ValueError: bad ``split``, ``fps``, ``frames_per_snippet`` or ``min_snippets``.
+    ValueError: bad ``split``, ``fps``, ``frames_per_snippet``, ``min_snippets`` or
+      ``max_length_ratio``.
     DataError: unknown names in ``exclude_videos``; a feature count that differs from the
-      annotations; non-[T, D] features, a wrong feature dim, NaN/inf rows; an empty split.
+      annotations; non-[T, D] features, a wrong feature dim, NaN/inf rows, a snippet count
+      that does not match the video's duration (``max_length_ratio``); an empty split.
   """
   subset = annotations_lib.subset_name(annotations.dataset, split)
   if not (fps > 0 and frames_per_snippet > 0):
     raise ValueError(f"fps and frames_per_snippet must be > 0, got {fps} and {frames_per_snippet}")
   if min_snippets < 1:
     raise ValueError(f"min_snippets must be >= 1, got {min_snippets}")
+  if not (max_length_ratio == 0 or max_length_ratio >= 1):
+    raise ValueError(f"max_length_ratio must be 0 (off) or >= 1, got {max_length_ratio}")
   unknown = sorted(set(exclude_videos) - set(annotations.video_names))
   if unknown:
     raise DataError(f"exclude_videos: expected names from videoname.npy of "
@@ -121,6 +130,14 @@ def build_dataset(annotations: annotations_lib.Annotations,
     if x.shape[0] < min_snippets:
       skipped.append(name)
       continue
+    expected = annotations.durations[i] * fps / frames_per_snippet
+    if max_length_ratio and not (expected / max_length_ratio - 2 <= x.shape[0]
+                                 <= expected * max_length_ratio + 2):
+      raise DataError(
+          f"{feature_source}: video {name}: expected about {expected:.0f} snippets (duration "
+          f"{annotations.durations[i]:g} s from duration.npy x fps {fps:g} / frames_per_snippet "
+          f"{frames_per_snippet:g}), found {x.shape[0]}: features of another frame rate or "
+          f"snippet size? (set fps / frames_per_snippet, or max_length_ratio=0 to skip the check)")
     kept.append(int(i))
     kept_features.append(x)
   if skipped:
@@ -199,13 +216,14 @@ def open_wtalc(data_dir, *, dataset: str = "Thumos14reduced", annotation_dir=Non
 def load_wtalc(data_dir, *, dataset: str = "Thumos14reduced", split: str = "train",
                annotation_dir=None, fps: float = 25.0, frames_per_snippet: float = 16.0,
                feature_dim: int | None = None, exclude_videos: Sequence[str] = (),
-               min_snippets: int = 2) -> VideoDataset:
+               min_snippets: int = 2, max_length_ratio: float = 2.0) -> VideoDataset:
   """Loads one split of a W-TALC-format dataset: `open_wtalc` + `build_dataset`.
 
   Args:
     data_dir, dataset, annotation_dir: see `open_wtalc`.
     split: ``"train"`` or ``"test"`` (see `subset_name`).
-    fps, frames_per_snippet, feature_dim, exclude_videos, min_snippets: see `build_dataset`.
+    fps, frames_per_snippet, feature_dim, exclude_videos, min_snippets, max_length_ratio: see
+      `build_dataset`.
 
   Returns:
     `VideoDataset` of the split.
@@ -219,4 +237,4 @@ def load_wtalc(data_dir, *, dataset: str = "Thumos14reduced", split: str = "trai
   return build_dataset(annotations, features, split=split, fps=fps,
                        frames_per_snippet=frames_per_snippet, feature_dim=feature_dim,
                        exclude_videos=exclude_videos, min_snippets=min_snippets,
-                       feature_source=source)
+                       max_length_ratio=max_length_ratio, feature_source=source)
