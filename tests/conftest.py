@@ -38,8 +38,9 @@ def shared_data() -> pathlib.Path:
 def shared_config() -> ml_collections.ConfigDict:
   """configs/tiny.py in 4 epochs: warm-up epoch 0 (memory filled after it), memory branch from
   epoch 1, generations at the start of epochs 1 and 2, plain labels in epoch 2, Δ labels in
-  epoch 3, a learning-rate step at epoch 2, evaluations after epochs 2 and 4, a checkpoint after
-  every epoch; one bucket (288 >= the longest video) so each step compiles once."""
+  epoch 3, a learning-rate step at epoch 2, evaluations after epochs 2 and 4, checkpoints after
+  epochs 3 and 4 (intervals that do not divide: epoch 2 is saved as the best so far); one bucket
+  (288 >= the longest video) so each step compiles once."""
   c = tiny.get_config()
   s = c.schedule
   s.num_epochs = NUM_EPOCHS
@@ -53,7 +54,7 @@ def shared_config() -> ml_collections.ConfigDict:
   s.lr_boundaries = (2,)
   s.lr_values = (1e-3, 5e-4)
   c.eval.every_epochs = 2
-  c.checkpoint_every_epochs = 1
+  c.checkpoint_every_epochs = 3
   c.bucket_sizes = (288,)
   return c
 

@@ -387,3 +387,30 @@ def test_error_empty_split(tiny):
   with pytest.raises(errors.DataError, match=r"expected videos with subset 'validation' for split "
                                             r"'test', found none left .*excluded 2"):
     _load(root, "test", exclude_videos=("v2", "v3"))
+
+
+@pytest.mark.parametrize("factor", [0.2, 3.0])
+def test_feature_length_far_from_the_duration_names_the_video(tiny, factor):
+  """Features of another frame rate (5x fewer or 3x more snippets than duration * 25 / 16)."""
+  root, _, features = tiny
+  features[0] = np.resize(features[0], (int(len(features[0]) * factor), features[0].shape[1]))
+  _write_features(root, features)
+  with pytest.raises(errors.DataError,
+                     match=rf"video v0: expected about 16 snippets \(duration 10 s from "
+                           rf"duration\.npy x fps 25 / frames_per_snippet 16\), found "
+                           rf"{len(features[0])}: features of another frame rate"):
+    _load(root)
+  assert len(_load(root, max_length_ratio=0)) == 2  # the check can be turned off
+
+
+def test_unusable_splits_are_named(tiny):
+  root, _, _ = tiny
+  _resave(root, "labels_all", [[], [], ["Run"], []])
+  with pytest.raises(errors.DataError, match=r"Tiny \(train\): expected videos with video-level "
+                                             r"labels, found none of 2 labelled"):
+    _load(root).check_usable()
+  _resave(root, "segments", [[[1.0, 2.5]], [[0.5, 3.0]], [], []])
+  _resave(root, "labels", [["Jump"], ["Swim"], [], []])
+  with pytest.raises(errors.DataError, match=r"Tiny \(test\): expected ground-truth segments, "
+                                             r"found none in 2 videos"):
+    _load(root, "test").check_usable()

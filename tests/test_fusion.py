@@ -232,3 +232,16 @@ def test_weighted_mean_stays_inside_the_cluster():
                counts=rng.integers(1, 20, n), temperature=temperature)  # int counts
     k = int(det.count)
     assert k >= 1 and np.all(np.asarray(det.segments)[:k, 1] == end)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan")])
+def test_a_bad_temperature_raises_eagerly_and_gives_nan_under_jit(temperature):
+  """Never a valid-looking result: a concrete bad temperature raises, a traced one (which
+  cannot raise) makes every fused score NaN."""
+  segs = jnp.array([[2.0, 5.0], [2.0, 6.0]])
+  scores, valid = jnp.array([0.9, 0.8]), jnp.array([True, True])
+  with pytest.raises(ValueError, match="temperature must be > 0"):
+    fusion.gaussian_weighted_fusion(segs, scores, valid, temperature=temperature)
+  out = jax.jit(lambda t: fusion.gaussian_weighted_fusion(segs, scores, valid, temperature=t))(
+      temperature)
+  assert bool(out.valid[0]) and np.isnan(np.asarray(out.scores)[0])

@@ -6,6 +6,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import shared_config
 from gaufuse_jax._src import generation
@@ -36,6 +37,7 @@ def test_dataset_generation_equals_each_video_alone():
       temperature=0.02, bucket_sizes=(288,), num_snippets=300)
   assert labels.shape == (len(train_ds), 300, train_ds.num_classes + 1)
   assert stats["instances"] > 0 and stats["proposals_dropped"] == 0
+  assert stats["labelled_snippets"] == np.count_nonzero(labels) > 0
   pl_config = input_pipeline.pseudo_label_config(config.pseudo)
   pl_config = dataclasses.replace(pl_config, localization=p_pseudo.loc_config)
 
@@ -58,6 +60,17 @@ def test_dataset_generation_equals_each_video_alone():
     np.testing.assert_allclose(labels[v, :288], expected, atol=2e-3, err_msg=f"video {v}")
     assert not labels[v, n:].any()
   assert labels.any()
+
+
+@pytest.mark.parametrize("temperature", [0.0, -0.02, float("nan")])
+def test_a_bad_temperature_is_refused_before_any_work(temperature):
+  """In the compiled step the temperature is traced and could not raise: it is checked here."""
+  config, train_ds, _, _ = _setup()
+  with pytest.raises(ValueError, match=r"epoch 3: the fusion temperature must be a finite "
+                                       r"number > 0 .*generation_temperatures"):
+    generation.generate_dataset_pseudo_labels(config, None, None, train_ds, epoch=3,
+                                              temperature=temperature, bucket_sizes=(288,),
+                                              num_snippets=300)
 
 
 def test_fill_memory_bank_fills_the_labelled_classes():

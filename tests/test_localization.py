@@ -1,6 +1,7 @@
 """localization.localize: only gated (video, class) pairs are localized, chunk by chunk."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -65,3 +66,10 @@ def test_batched_localize_equals_each_pair_alone(pair_chunk):
 def test_bad_settings_name_the_field(field, value, expected):
   with pytest.raises(ValueError, match=f"LocalizationConfig.{field} must be {expected}"):
     localization.LocalizationConfig(**{field: value})
+
+
+def test_a_bad_temperature_argument_raises():
+  cas = jnp.zeros((1, 12, 2)).at[0, 3:7, 0].set(0.03)
+  with pytest.raises(ValueError, match=r"localize: temperature must be > 0, got 0\.0"):
+    localization.localize(cas, jnp.array([[0.9, 0.1]]), jnp.array([12]),
+                          localization.LocalizationConfig(), temperature=0.0)

@@ -144,7 +144,7 @@ def _data(c: _Checker) -> None:
   if generator is not None:
     c.keywords("data.generator", generator,
                fixed=("seed", "feature_dim", "dataset", "exclude_videos", "annotation_dir"))
-  elif len(c.get("data.generator")):
+  elif source == "wtalc" and len(c.get("data.generator")):
     c.add("data.generator", "empty: only generated data (semisynthetic, embedded) uses it",
           dict(c.get("data.generator")))
 
