@@ -120,6 +120,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     config_validation.ConfigError: for bad config fields (all of them named), before any work.
     run_directory.ResumeMismatchError: ``workdir`` holds checkpoints of another config or data
       (nothing is written then).
+    ValueError: a batch that the devices do not divide, or several XLA:CPU host devices.
   """
   # ------------------------------------------------------------------ setup
   config_validation.validate_config(config)  # every field, before any data or compilation
@@ -134,6 +135,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.batch_size % ndev:
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
                      f"{ndev} local devices")
+  if ndev > 1 and jax.default_backend() == "cpu":
+    raise ValueError(
+        f"config.num_devices={config.num_devices} selects {ndev} XLA:CPU host devices (forced by "
+        f"XLA_FLAGS=--xla_force_host_platform_device_count): pmapped over them, the full "
+        f"training step can deadlock XLA:CPU (the device threads starve its shared thread pool "
+        f"during collectives) and the run would hang without a word. On a CPU, train on one "
+        f"device: --config.num_devices=1.")
 
   # ------------------------------------------------------------------ data
   train_ds, test_ds = input_pipeline.load_datasets(config.data)

@@ -34,6 +34,7 @@ def distributed_config():
   sees 8 videos over both."""
   c = conftest.shared_config()
   c.distributed = True
+  c.checkpoint_every_epochs = 1
   return c
 
 

@@ -82,7 +82,8 @@ def test_config_and_dataset_json(run):
   info = json.loads((run.workdir / "dataset.json").read_text())
   assert info == {"name": "embedded", "class_names": list(run.train_ds.class_names),
                   "feature_dim": 32, "fps": run.train_ds.fps,
-                  "frames_per_snippet": run.train_ds.frames_per_snippet}
+                  "frames_per_snippet": run.train_ds.frames_per_snippet,
+                  "num_videos": len(run.train_ds)}
 
 
 def test_results_json_and_table(run):
@@ -211,3 +212,13 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkey
   assert step == 1 and int(raw["epoch"]) == 1
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(raw["params"]))
   assert not (tmp_path / "results").exists()
+
+
+def test_several_forced_cpu_devices_are_refused_at_start(tmp_path):
+  """conftest forces 2 XLA:CPU host devices: a whole run pmapped over them could hang."""
+  config = _one_compile_config()
+  config.num_devices = 2
+  with pytest.raises(ValueError, match=r"config\.num_devices=2 selects 2 XLA:CPU host devices.*"
+                                       r"--config\.num_devices=1"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()

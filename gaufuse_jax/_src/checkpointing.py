@@ -49,6 +49,7 @@ class Checkpointer:
   def __init__(self, directory, *, best_metric: str, keep_latest: int = 2, keep_every: int = 0):
     self.directory = pathlib.Path(directory).absolute()
     self.best_metric = best_metric
+    self._keep_latest, self._keep_every = keep_latest, keep_every
     if jax.process_index() == 0:
       _set_aside_unreadable_metrics(self.directory)
     if jax.process_count() > 1:  # no process opens the steps before process 0 set files aside
@@ -98,6 +99,14 @@ class Checkpointer:
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices("gaufuse_record_metrics")
     self._manager.reload()
+    # The policy is applied at the next save; apply it now, or a step that just lost 'best'
+    # would outlive the run.
+    steps = sorted(self._manager.all_steps())
+    keep = set(steps[-self._keep_latest:]) | {self._manager.best_step()}
+    keep |= {s for s in steps if self._keep_every and s % self._keep_every == 0}
+    for s in steps:
+      if s not in keep:
+        self._manager.delete(s)
 
   def best_value(self) -> float | None:
     """``best_metric`` of the best ranked step (None before any evaluated step)."""

@@ -20,6 +20,7 @@ from gaufuse_jax._src import active_map
 from gaufuse_jax._src import fusion
 from gaufuse_jax._src import segments as seg_lib
 from gaufuse_jax._src import proposals as proposals_lib
+from gaufuse_jax._src import shape_buckets
 from gaufuse_jax._src import suppression
 
 
@@ -146,6 +147,10 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
       value that is not > 0 (NaN included) raises ValueError; a traced one makes the fused
       scores NaN (``fusion.gaussian_weighted_fusion``).
 
+  Called outside ``jit`` / ``vmap``, ``T`` and ``B`` are padded to ``shape_buckets.bucket``
+  sizes (padding changes nothing) and one jitted program per bucket runs, so a loop over videos
+  of many lengths compiles a bounded number of programs.
+
   Returns:
     ``(instances, stats)``: ``suppression.Detections`` with leaves ``[B, C, K]`` (segments
     ``[B, C, K, 2]`` in snippets, scores = fused OIC score, valid, index, count), in seed order;
@@ -165,10 +170,30 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
     >>> stats["gated"].tolist(), found.count.tolist(), found.segments[0, 0, :1].tolist()
     ([[True, False]], [[1, 0]], [[3.0, 7.0]])
   """
-  thresholds = jnp.asarray(cfg.thresholds, jnp.float32)
-  gated = video_scores >= cfg.class_threshold
   temperature = cfg.temperature if temperature is None else temperature
   suppression.check_static("localize", "temperature", temperature, positive=True)
+  if shape_buckets.is_traced(cas, video_scores, valid_length, temperature):
+    return _localize(cas, video_scores, valid_length, temperature, cfg=cfg)
+  float_dtype = jnp.result_type(float)
+  cas = shape_buckets.host(cas, float_dtype)
+  video_scores = shape_buckets.host(video_scores, float_dtype)
+  if cas.ndim != 3 or video_scores.shape != (cas.shape[0], cas.shape[2]):
+    raise ValueError(f"localize: expected cas [B, T, C] and video_scores [B, C], found "
+                     f"{cas.shape} and {video_scores.shape}")
+  b, t = cas.shape[:2]
+  size = shape_buckets.bucket(b)
+  valid_length = np.broadcast_to(shape_buckets.host(valid_length, np.int32), (b,))
+  out = _localize_jit(
+      shape_buckets.pad_to(shape_buckets.pad_to(cas, 1, shape_buckets.bucket(t)), 0, size),
+      shape_buckets.pad_to(video_scores, 0, size, -np.inf),  # padded videos: gated off
+      shape_buckets.pad_to(valid_length, 0, size), np.asarray(temperature, float_dtype),
+      cfg=cfg)
+  return shape_buckets.unpad(out, lambda x: x[:b])
+
+
+def _localize(cas, video_scores, valid_length, temperature, *, cfg):
+  thresholds = jnp.asarray(cfg.thresholds, jnp.float32)
+  gated = video_scores >= cfg.class_threshold
   b, t, c = cas.shape
 
   def one(cas_1d, length, gate):
@@ -193,6 +218,9 @@ def localize(cas, video_scores, valid_length, cfg: LocalizationConfig, temperatu
   return instances, {"gated": gated,
                      "proposals_dropped": jnp.where(gated, unflatten(proposals_dropped), 0),
                      "instances_dropped": unflatten(instances_dropped)}
+
+
+_localize_jit = jax.jit(_localize, static_argnames="cfg")
 
 
 def grow_caps(cfg: LocalizationConfig, *, proposals_dropped: int, instances_dropped: int

@@ -8,9 +8,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gaufuse_jax._src import active_map
 from gaufuse_jax._src import segments as segments_lib
+from gaufuse_jax._src import shape_buckets
 from gaufuse_jax._src.linpro import blocks as blocks_lib
 from gaufuse_jax._src.linpro import constraints as constraints_lib
 from gaufuse_jax._src.linpro import solvers as solvers_lib
@@ -198,9 +200,6 @@ def linpro_assemble(solution: LinproSolution, valid_length, *, num_snippets):
   return labels.reshape(batch_shape + (num_snippets,))
 
 
-@functools.partial(jax.jit, static_argnames=("num_snippets", "outer_rule", "conventions",
-                                             "normalize", "solver", "block_rows", "tol",
-                                             "max_iter", "problem_chunk"))
 def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
                   outer_rule: segments_lib.OuterRule = "gaufuse",
                   conventions: segments_lib.Conventions = "reference",
@@ -241,6 +240,11 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
       in snippets), ``objective`` (float, ``sum_t labels``), ``iterations`` (int32, max over
       blocks), ``block_rows`` (int32, largest block size used; 0 without valid rows).
 
+  Called outside ``jit`` / ``vmap``, the number of problems and ``T`` are padded to
+  ``shape_buckets.bucket`` sizes (padding changes nothing) and one jitted program per bucket
+  runs, so a loop over videos of many lengths compiles a bounded number of programs (the
+  instance cap ``K`` is kept: it shapes the block decomposition).
+
   Raises:
     ValueError: for bad shapes or unknown options.
 
@@ -255,9 +259,35 @@ def linpro_labels(segments, scores, valid, valid_length, *, num_snippets,
     >>> [round(v, 3) for v in labels.tolist()], int(info["status"])
     ([0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0], 0)
   """
-  solution, info = linpro_solve(
-      segments, scores, valid, valid_length, outer_rule=outer_rule, conventions=conventions,
-      normalize=normalize, solver=solver, block_rows=block_rows, tol=tol, max_iter=max_iter,
-      problem_chunk=problem_chunk)
+  options = dict(outer_rule=outer_rule, conventions=conventions, normalize=normalize,
+                 solver=solver, block_rows=block_rows, tol=tol, max_iter=max_iter,
+                 problem_chunk=problem_chunk)
+  if shape_buckets.is_traced(segments, scores, valid, valid_length):
+    return _labels(segments, scores, valid, valid_length, num_snippets=num_snippets, **options)
+  float_dtype = jnp.result_type(float)
+  segments, scores = shape_buckets.host(segments, float_dtype), shape_buckets.host(scores,
+                                                                                  float_dtype)
+  valid = shape_buckets.host(valid, bool)
+  constraints_lib.check_shapes(segments, scores, valid, "linpro_labels")
+  batch_shape = scores.shape[:-1]
+  valid_length = np.broadcast_to(shape_buckets.host(valid_length, np.int32), batch_shape)
+  num_problems = valid_length.size
+  pad = lambda x, value=0: shape_buckets.pad_to(
+      x.reshape((num_problems,) + x.shape[len(batch_shape):]), 0,
+      shape_buckets.bucket(num_problems), value)
+  labels, info = _labels_jit(pad(segments), pad(scores), pad(valid, False), pad(valid_length),
+                             num_snippets=shape_buckets.bucket(num_snippets), **options)
+  labels = shape_buckets.unpad(
+      labels, lambda x: x[:num_problems, :num_snippets].reshape(batch_shape + (num_snippets,)))
+  return labels, shape_buckets.unpad(info, lambda x: x[:num_problems].reshape(batch_shape))
+
+
+def _labels(segments, scores, valid, valid_length, *, num_snippets, **options):
+  solution, info = linpro_solve(segments, scores, valid, valid_length, **options)
   labels = linpro_assemble(solution, valid_length, num_snippets=num_snippets)
   return labels, dict(info, objective=jnp.sum(labels, axis=-1))
+
+
+_labels_jit = jax.jit(_labels, static_argnames=(
+    "num_snippets", "outer_rule", "conventions", "normalize", "solver", "block_rows", "tol",
+    "max_iter", "problem_chunk"))
