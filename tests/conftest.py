@@ -2,6 +2,7 @@
 tests can run (the flag must be set before jax initialises its backends)."""
 
 import dataclasses
+import gc
 import json
 import os
 import pathlib
@@ -16,6 +17,7 @@ CPU_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false "
 os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=2 {CPU_FLAGS}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import jax  # noqa: E402
 import ml_collections  # noqa: E402
 import pytest  # noqa: E402
 
@@ -25,6 +27,16 @@ from gaufuse_jax import train  # noqa: E402
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 NUM_EPOCHS = 4  # of the shared tiny run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Drops jax's compiled programs after each test module. Their machine code stays mapped
+  until then, and the default run compiles enough programs in one process to exhaust Linux's
+  default vm.max_map_count (65,530 mappings): XLA then crashes inside a compilation."""
+  yield
+  jax.clear_caches()
+  gc.collect()
 
 
 @pytest.fixture(scope="session")
