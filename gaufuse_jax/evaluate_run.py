@@ -31,8 +31,11 @@ def restore_checkpoint(config, workdir, checkpoint: str = "best"):
     ValueError: for a malformed ``checkpoint``.
     checkpointing.CheckpointError: when it cannot be restored.
   """
-  ckpt = checkpointing.Checkpointer(pathlib.Path(workdir) / "checkpoints",
-                                    best_metric=config.best_metric)
+  directory = pathlib.Path(workdir) / "checkpoints"
+  if not directory.is_dir():  # read only: never create the folder of a mistyped --workdir
+    raise FileNotFoundError(f"No checkpoint in {directory}: train first (launch.train), or "
+                            f"check --workdir.")
+  ckpt = checkpointing.Checkpointer(directory, best_metric=config.best_metric)
   if checkpoint == "best":
     step = ckpt.best_step()
   elif checkpoint == "latest":
@@ -62,9 +65,9 @@ def evaluate_checkpoint(config, workdir, *, checkpoint="best", split="test", num
     config_validation.ConfigError: bad config fields, before any work.
   """
   config_validation.validate_config(config)
+  raw, step = restore_checkpoint(config, workdir, checkpoint)  # before the data: fail fast
   train_ds, test_ds = input_pipeline.load_datasets(config.data)
   dataset = test_ds if split == "test" else train_ds
-  raw, step = restore_checkpoint(config, workdir, checkpoint)
   model = programs.build_model(config, train_ds)
   params = devices.replicate(raw["params"], config)
   bucket_sizes = input_pipeline.bucket_sizes(config, train_ds, test_ds)
@@ -72,7 +75,7 @@ def evaluate_checkpoint(config, workdir, *, checkpoint="best", split="test", num
                                            p_eval=programs.make_eval_step(config, model),
                                            bucket_sizes=bucket_sizes)
   out_dir = pathlib.Path(workdir) / f"eval_{step}"
-  results.write_outputs(out_dir, dataset, metrics, detections)
+  results.write_outputs(out_dir, dataset, metrics, detections, epoch=step)
   if num_plots:
     generations = np.asarray(raw["generations"]) if split == "train" else None
     plot_videos(config, model, raw["params"], dataset, detections, metrics,
@@ -111,8 +114,9 @@ def plot_videos(config, model, params, dataset, detections, metrics, out_dir, *,
         pseudo_labels=pseudo, delta_labels=delta, detections=pick(detections),
         ground_truth=pick(gt), title=dataset.video_names[v])
     viz.save_figure(fig, pathlib.Path(out_dir) / f"{dataset.video_names[v]}.png")
-  viz.save_figure(viz.plot_map_vs_tiou(metrics), pathlib.Path(out_dir) / "map_vs_tiou.png")
-  logging.info("Wrote %d video plots and map_vs_tiou.png to %s", len(shown), out_dir)
+  name = f"map_vs_tiou_{dataset.split}.png"
+  viz.save_figure(viz.plot_map_vs_tiou(metrics), pathlib.Path(out_dir) / name)
+  logging.info("Wrote %d video plots and %s to %s", len(shown), name, out_dir)
 
 
 def _load_feature_file(path: pathlib.Path, feature_dim: int) -> np.ndarray:
@@ -198,7 +202,8 @@ def localize_features(config, workdir, features_path, output, *, checkpoint="bes
       labels=np.zeros((len(names), num_classes), np.float32),
       segments=[np.zeros((0, 2))] * len(names), segment_labels=[np.zeros(0, np.int32)] * len(names),
       durations=np.array([len(f) * info["frames_per_snippet"] / info["fps"] for f in features]),
-      ambiguous={}, fps=info["fps"], frames_per_snippet=info["frames_per_snippet"])
+      ambiguous={}, fps=info["fps"], frames_per_snippet=info["frames_per_snippet"],
+      feature_source=str(features_path))
   raw, step = restore_checkpoint(config, workdir, checkpoint)
   detections, _ = evaluation_loop.detect(
       config, devices.replicate(raw["params"], config), dataset,

@@ -182,6 +182,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # ------------------------------------------------------------------ the epoch loop
   num_epochs = config.schedule.num_epochs
+  plan, plan_warnings = schedule_lib.describe_plan(
+      config.schedule, eval_every=config.eval.every_epochs,
+      checkpoint_every=config.checkpoint_every_epochs)
+  logging.info("%s", plan)
+  for warning in plan_warnings:
+    logging.warning("Plan: %s.", warning)
+  loop_start = time.time()
   metrics, detections = {}, None
   for epoch in range(start_epoch, num_epochs):
     t0 = time.time()
@@ -202,11 +209,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     num_programs, compile_seconds = compiled.peek()  # since the start: bounded, not per epoch
     scalars.update({"lr": plan.learning_rate, "epoch_seconds": time.time() - t0,
                     "compiled_programs": num_programs, "compile_seconds": compile_seconds})
-    logging.info("epoch %d/%d: loss %.4f (%s) lr %.3g, %.1fs", done, num_epochs,
-                 scalars["train/loss"],
-                 ", ".join(f"{k[6:]} {v:.3f}" for k, v in scalars.items()
+    eta = (time.time() - loop_start) / (done - start_epoch) * (num_epochs - done)
+    logging.info("epoch %d/%d: loss %.4f (%s) lr %.3g, %.1fs; run ETA %.0f min", done,
+                 num_epochs, scalars["train/loss"],
+                 ", ".join(f"{k[6:]} {v + 0.0:.3f}" for k, v in scalars.items()  # no -0.000
                            if k.startswith("train/") and k != "train/loss"),
-                 plan.learning_rate, scalars["epoch_seconds"])
+                 plan.learning_rate, scalars["epoch_seconds"], eta / 60)
     saved = done == num_epochs or done % config.checkpoint_every_epochs == 0
     if saved:  # before the evaluation: a crash in it never loses the epoch
       ckpt.save(done, devices.unreplicate(rstate))
@@ -228,7 +236,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     metrics, detections = evaluate(config, rstate, test_ds, p_eval=p_eval,
                                    bucket_sizes=bucket_sizes, epoch=num_epochs)
   if is_main:
-    results.write_outputs(workdir, test_ds, metrics, detections)
+    results.write_outputs(workdir, test_ds, metrics, detections, epoch=num_epochs)
   num_programs, compile_seconds = compiled.peek()
   logging.info("Run done in %.0f s; it compiled %d XLA programs in %.0f s.",
                time.time() - run_start, num_programs, compile_seconds)

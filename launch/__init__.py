@@ -1,11 +1,17 @@
 """Thin absl mains over the library (``python -m launch.<name>``), and what they share.
 
+``run(main)`` replaces ``app.run(main)``: a user's mistake (a bad config field or file, bad data,
+a missing checkpoint) ends with one ``ERROR:`` message and exit code 1 instead of a traceback;
+``GAUFUSE_TRACEBACK=1`` shows the traceback.
+
 XLA:CPU's concurrency-optimized scheduler deadlocks the RSKP train step when several host
 "devices" are forced (``--xla_force_host_platform_device_count=N``) on a small host; it is turned
 off here, before jax is imported, whenever host devices are forced.
 """
 
+import ast
 import os
+import sys
 
 _FLAGS = os.environ.get("XLA_FLAGS", "")
 if ("xla_force_host_platform_device_count" in _FLAGS
@@ -19,6 +25,22 @@ def quiet_orbax(record) -> bool:
   return record.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in record.pathname
 
 
+def log_to_file(workdir, name: str, *, create: bool = True) -> None:
+  """Also writes the log to ``workdir/name`` (process 0 only; appended on a resume). Without
+  ``create``, a missing ``workdir`` is left alone (read-only commands create nothing)."""
+  import logging as std_logging  # pylint: disable=import-outside-toplevel
+  import pathlib  # pylint: disable=import-outside-toplevel
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  if jax.process_index() != 0 or not (create or pathlib.Path(workdir).is_dir()):
+    return
+  pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
+  handler = std_logging.FileHandler(pathlib.Path(workdir) / name)
+  handler.setFormatter(logging.PythonFormatter())
+  handler.addFilter(quiet_orbax)
+  logging.get_absl_logger().addHandler(handler)
+
+
 def start(argv) -> None:
   """What every main does first: refuses positional arguments, logs at INFO without orbax's
   per-save lines."""
@@ -28,3 +50,40 @@ def start(argv) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(quiet_orbax)
+
+
+# What a user's input can cause: bad config values and files, bad data, missing or incompatible
+# checkpoints, unwritable paths (the library's errors subclass these).
+USER_ERRORS = (ValueError, OSError, FloatingPointError, RuntimeError)
+
+
+def _fail(message: str) -> None:
+  if os.environ.get("GAUFUSE_TRACEBACK"):
+    raise  # pylint: disable=misplaced-bare-raise
+  print(f"ERROR: {message}\n(GAUFUSE_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+  sys.exit(1)
+
+
+def run(main) -> None:
+  """``absl.app.run(main)`` with a user's mistakes reported in one message (module docstring)."""
+  from absl import app  # pylint: disable=import-outside-toplevel
+  from absl import flags  # pylint: disable=import-outside-toplevel
+
+  def parse(argv):
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error:
+      raise  # absl prints these with the usage
+    except Exception as e:  # config_flags: a mistyped field, a config file that fails  # noqa
+      message = str(e)
+      if isinstance(e, AttributeError) and message[:1] == message[-1:] == "'":
+        message = "no such config field " + ast.literal_eval(message).replace("\n", ". ")
+      _fail(f"command line: {message}")
+
+  def checked_main(argv):
+    try:
+      main(argv)
+    except USER_ERRORS as e:
+      _fail(str(e))
+
+  app.run(checked_main, flags_parser=parse)

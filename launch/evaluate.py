@@ -8,7 +8,6 @@ videos (CAS, attention, pseudo labels of training videos, proposals, detections 
 mAP vs tIoU in ``<workdir>/eval_<step>/plots``.
 """
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
@@ -27,9 +26,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   launch.start(argv)
+  launch.log_to_file(FLAGS.workdir, "evaluate.log", create=False)
   evaluate_run.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, checkpoint=FLAGS.checkpoint,
                                    split=FLAGS.split, num_plots=FLAGS.plots)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

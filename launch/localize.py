@@ -8,7 +8,6 @@ r"""Localizes actions in videos without annotations: features -> ActivityNet-for
 (``config.data.frames_per_snippet / config.data.fps`` per snippet).
 """
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
@@ -32,4 +31,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

@@ -4,10 +4,11 @@ r"""Trains and evaluates a GauFuse model.
   python -m launch.train --config=configs/thumos14.py --workdir=runs/th14 \
       --config.data.data_dir=/path/to/Thumos14reduced
 
-Starting again with the --workdir of an existing run resumes it.
+Starting again with the --workdir of an existing run resumes it. The log also goes to
+<workdir>/train.log. Any config field can be set with --config.<field>=<value>; print them all with
+  python -c "from configs import default; print(default.get_config())"
 """
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
@@ -23,8 +24,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   launch.start(argv)
+  launch.log_to_file(FLAGS.workdir, "train.log")
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

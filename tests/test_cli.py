@@ -1,12 +1,13 @@
-"""The absl mains: config files and command-line overrides reach ``train_and_evaluate``."""
+"""The absl mains: config files and command-line overrides reach ``train_and_evaluate``, user
+mistakes end in one message, and the documented path from features to detections works."""
 
 import json
 import pathlib
 import subprocess
 import sys
 
-
 from configs import tiny
+from gaufuse_jax import evaluate_run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -45,3 +46,33 @@ def test_unknown_config_override_is_rejected():
 
 
 # ------------------------------------------------------------------ checkpointer faults (unit)
+
+
+def test_export_features_then_localize(run, tmp_path):
+  """The README's path from features to detections, on the embedded data of a fresh clone."""
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.export_features", "--config=configs/tiny.py", "--split=test",
+       f"--out={tmp_path / 'feats'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"Wrote {len(run.test_ds)} videos of embedded (test, [T, 32] float32)" in proc.stdout
+  results = evaluate_run.localize_features(run.config, run.workdir, tmp_path / "feats",
+                                           tmp_path / "detections.json")
+  assert set(results["results"]) == set(run.test_ds.video_names)
+  assert results["external_data"]["details"].startswith(f"features read from {tmp_path}")
+
+
+def test_user_mistakes_end_in_one_message_and_exit_code_1(tmp_path):
+  for args, message in (
+      (["launch.train", "--config=configs/tiny.py", "--config.seedd=1", f"--workdir={tmp_path}"],
+       "ERROR: command line: no such config field 'seedd'. Did you mean \"seed\""),
+      (["launch.train", "--config=configs/tiny.py", "--config.schedule.num_epochs=0",
+        f"--workdir={tmp_path / 'w'}"],
+       "ERROR: 1 bad config field(s):\n  config.schedule.num_epochs: expected an integer >= 1"),
+      (["launch.evaluate", "--config=configs/tiny.py", f"--workdir={tmp_path / 'none'}"],
+       "ERROR: No checkpoint in"),
+  ):
+    proc = subprocess.run([sys.executable, "-m"] + args, cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+  assert not (tmp_path / "w").exists() and not (tmp_path / "none").exists()

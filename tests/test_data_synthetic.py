@@ -243,3 +243,12 @@ def test_check_data_reports_errors(tmp_path):
   out = _check_data(f"--data_dir={tmp_path}", "--dataset=Thumos14reduced")
   assert out.returncode == 1
   assert "ERROR: missing annotation file classlist.npy" in out.stdout
+
+
+def test_check_data_checks_an_annotation_folder_without_features(shared_data):
+  out = _check_data(f"--data_dir={shared_data / 'thumos14'}", "--dataset=Thumos14reduced")
+  assert out.returncode == 0, out.stderr
+  assert "Checking the annotations only (missing feature file" in out.stdout
+  assert "[test] Thumos14reduced: 212 videos, 20 classes\n" in out.stdout
+  assert "snippets per video (from the durations): min 24," in out.stdout
+  assert "features: not checked (annotations only)" in out.stdout

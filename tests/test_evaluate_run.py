@@ -36,7 +36,7 @@ def test_evaluate_checkpoint_writes_tables_and_plots(run):
   assert f"{metrics['cmAP']:.2f}" in (out / "results" / "train.md").read_text()
   first = next(n for n, s in zip(run.train_ds.video_names, run.train_ds.segments) if len(s))
   pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
-  assert pngs == sorted([f"{first}.png", "map_vs_tiou.png"])
+  assert pngs == sorted([f"{first}.png", "map_vs_tiou_train.png"])
   for name in pngs:
     assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -102,5 +102,5 @@ def test_inspect_run(run, monkeypatch):
   logged = f"{evaluated[best]:.2f}"
   assert f"best checkpoint: epoch {best}; {key} re-evaluated {logged}, logged {logged}" in text
   first = next(n for n, s in zip(run.test_ds.video_names, run.test_ds.segments) if len(s))
-  assert f"{first}.png\nmap_vs_tiou.png\n" in text
+  assert f"{first}.png\nmap_vs_tiou_test.png\n" in text
   assert images == 3  # training curves, the video, mAP vs tIoU

@@ -48,3 +48,24 @@ def test_validate_errors(ref):
   ref.lr_values = (1e-3,)
   with pytest.raises(ValueError, match="lr_values"):
     schedule.validate_schedule(ref)
+
+
+def test_plan_names_every_phase_and_warns_when_the_run_skips_the_method():
+  from configs import default
+  c = default.get_config()
+  plan, warnings = schedule.describe_plan(c.schedule, eval_every=7, checkpoint_every=4)
+  assert warnings == []
+  assert "pseudo-label generations (start of epoch: fusion temperature): 16: 0.02, 18: 0.02" in plan
+  assert "evaluations after epochs 6, 13, 20, 27" in plan
+  assert "checkpoints after epochs 3, 7, 11, 15, 19, 23, 27" in plan
+  c.schedule.num_epochs = 10  # the README's override example: ends before the first generation
+  _, warnings = schedule.describe_plan(c.schedule, eval_every=7, checkpoint_every=4)
+  assert warnings == [
+      "pseudo-label generations at epochs [16, 18, 20, 21, 22, 24] fall outside num_epochs=10: "
+      "they never run",
+      "no epoch trains with pseudo labels (from epoch 17, num_epochs=10): this run is the "
+      "backbone alone, not GauFuse"]
+  c.schedule.num_epochs = 21
+  assert schedule.describe_plan(c.schedule, eval_every=7, checkpoint_every=4)[1] == [
+      "pseudo-label generations at epochs [21, 22, 24] fall outside num_epochs=21: they never "
+      "run", "no epoch trains with Δ pseudo labels (from epoch 21, num_epochs=21)"]

@@ -3,6 +3,8 @@ settings."""
 
 from __future__ import annotations
 
+import sys
+
 from absl import logging
 import jax
 import numpy as np
@@ -121,6 +123,7 @@ def bucket_sizes(config, *datasets, crop=False) -> tuple[int, ...]:
 
 
 def progress(iterable, total, desc):
-  """A tqdm bar with ETA on process 0, silent elsewhere."""
-  return tqdm.tqdm(iterable, total=total, desc=desc, leave=False,
-                   disable=jax.process_index() != 0, dynamic_ncols=True)
+  """A tqdm bar with ETA on process 0 when stderr is a terminal; silent elsewhere and in log
+  files (the epoch log lines, each with the run's ETA, are the progress there)."""
+  return tqdm.tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True,
+                   disable=jax.process_index() != 0 or not sys.stderr.isatty())

@@ -158,3 +158,49 @@ def epoch_plan(s: ml_collections.ConfigDict, epoch: int) -> EpochPlan:
       generation_temperature=temperature,
       init_memory_after=epoch == s.warmup_epochs,
   )
+
+
+def _epochs(values) -> str:
+  values = list(values)
+  return ", ".join(map(str, values[:12])) + (f", ... ({len(values)} in all)"
+                                              if len(values) > 12 else "") if values else "none"
+
+
+def describe_plan(s: ml_collections.ConfigDict, *, eval_every: int,
+                  checkpoint_every: int) -> tuple[str, list[str]]:
+  """The run's plan in one block of text, and a warning for each phase of the method that
+  ``s.num_epochs`` leaves out (epochs 0-based, as in the authors' code; evaluations and
+  checkpoints after the epoch named)."""
+  n = s.num_epochs
+  last = n - 1
+  generations = [(e, t) for e, t in zip(s.generation_epochs, s.generation_temperatures)]
+  evaluations = [e for e in range(n) if e == last or (eval_every and (e + 1) % eval_every == 0)]
+  checkpoints = [e for e in range(n) if e == last or (e + 1) % checkpoint_every == 0]
+  lines = [
+      f"Plan of {n} epochs (0-{last}):",
+      f"  warm-up: epochs 0-{min(s.warmup_epochs, last)}; memory bank filled after epoch "
+      f"{s.warmup_epochs}, memory branch from epoch {s.warmup_epochs + 1}",
+      "  pseudo-label generations (start of epoch: fusion temperature): "
+      + (", ".join(f"{e}: {t:g}" for e, t in generations) or "none"),
+      f"  pseudo labels in the loss from epoch {s.pseudo_start + 1}, Δ labels from epoch "
+      f"{s.delta_start + 1}",
+      f"  learning rate {s.lr_values[0]:g}, steps at epochs {_epochs(s.lr_boundaries)}",
+      f"  evaluations after epochs {_epochs(evaluations)}",
+      f"  checkpoints after epochs {_epochs(checkpoints)} (and every evaluated epoch that is "
+      "the best so far)",
+  ]
+  warnings = []
+  if s.warmup_epochs >= last:
+    warnings.append(f"the warm-up (epochs 0-{s.warmup_epochs}) fills the run: the memory branch "
+                    "is never trained")
+  outside = [e for e, _ in generations if e >= n]
+  if outside:
+    warnings.append(f"pseudo-label generations at epochs {outside} fall outside "
+                    f"num_epochs={n}: they never run")
+  if s.pseudo_start >= last or not generations or generations[0][0] >= n:
+    warnings.append(f"no epoch trains with pseudo labels (from epoch {s.pseudo_start + 1}, "
+                    f"num_epochs={n}): this run is the backbone alone, not GauFuse")
+  elif s.delta_start >= last:
+    warnings.append(f"no epoch trains with Δ pseudo labels (from epoch {s.delta_start + 1}, "
+                    f"num_epochs={n})")
+  return "\n".join(lines), warnings

@@ -161,5 +161,5 @@ def make_embedded_dataset(*, seed: int = 0, num_train: int = 160, num_test: int 
                                            frames_per_snippet=frames_per_snippet)
   return tuple(wtalc.build_dataset(annotations, features, split=split, fps=fps,
                                    frames_per_snippet=frames_per_snippet, feature_dim=feature_dim,
-                                   feature_source=f"embedded features (seed {seed})")
+                                   feature_source=f"generated: embedded features (seed {seed})")
                for split in wtalc_annotations.SPLITS)

@@ -299,10 +299,11 @@ def make_semisynthetic_dataset(
   annotations = wtalc_annotations.load_annotations(annotation_dir, dataset=dataset)
   features = synthesize_features(annotations, seed=seed, feature_dim=feature_dim, params=params,
                                  fps=fps, frames_per_snippet=frames_per_snippet)
+  source = f"generated: semi-synthetic features (seed {seed})"
   return tuple(wtalc.build_dataset(annotations, features, split=split, fps=fps,
                                    frames_per_snippet=frames_per_snippet, feature_dim=feature_dim,
                                    exclude_videos=exclude_videos, min_snippets=min_snippets,
-                                   feature_source=f"synthetic features (seed {seed})")
+                                   feature_source=source)
                for split in wtalc_annotations.SPLITS)
 
 

@@ -30,6 +30,8 @@ class VideoDataset:
     fps, frames_per_snippet: one snippet is ``frames_per_snippet / fps`` seconds.
     excluded_videos: names removed on request (``exclude_videos``), echoed for the outputs.
     report: counts of what loading repaired or skipped (see `build_dataset`).
+    feature_source: where the features come from: a feature file or folder, or
+      ``"generated: ..."`` for generated features.
   """
   name: str
   split: str
@@ -45,6 +47,7 @@ class VideoDataset:
   frames_per_snippet: float = 16.0
   excluded_videos: tuple[str, ...] = ()
   report: dict = dataclasses.field(default_factory=dict)
+  feature_source: str = ""
 
   def __post_init__(self):
     v = len(self.video_names)

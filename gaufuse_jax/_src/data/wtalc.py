@@ -171,7 +171,7 @@ def build_dataset(annotations: annotations_lib.Annotations,
       segment_labels=segment_labels, durations=annotations.durations[kept],
       ambiguous={n: annotations.ambiguous[n] for n in names if n in annotations.ambiguous},
       fps=float(fps), frames_per_snippet=float(frames_per_snippet), excluded_videos=excluded,
-      report=report)
+      report=report, feature_source=feature_source)
 
 
 def feature_paths(data_dir, dataset: str) -> tuple[pathlib.Path, pathlib.Path]:
