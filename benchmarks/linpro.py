@@ -130,9 +130,15 @@ def padded_batch(problems, indices, num_rows):
   return (segments, scores, valid, lengths), num_snippets
 
 
+@functools.partial(jax.jit, static_argnames=("num_snippets", "solver"))
+def _labels(args, num_snippets, solver):
+  # Jitted as in the pseudo-label pipeline (an eager call would add the host-side bucket
+  # padding of the public function to the time).
+  return linpro.linpro_labels(*args, num_snippets=num_snippets, solver=solver)
+
+
 def labels(args, num_snippets, solver):
-  return jax.block_until_ready(linpro.linpro_labels(*args, num_snippets=num_snippets,
-                                                    solver=solver))
+  return jax.block_until_ready(_labels(args, num_snippets, solver))
 
 
 def compile_ours(problems, groups, solver):

@@ -14,6 +14,7 @@ from gaufuse_jax._src import config_validation
 from gaufuse_jax._src import devices
 from gaufuse_jax._src import evaluation_loop
 from gaufuse_jax._src import programs
+from gaufuse_jax._src import pseudo_labels as pl_lib
 from gaufuse_jax._src import results
 from gaufuse_jax._src import input_pipeline
 from gaufuse_jax._src import steps
@@ -106,7 +107,8 @@ def plot_videos(config, model, params, dataset, detections, metrics, out_dir, *,
     pseudo = delta = None
     if generations is not None:
       pseudo = generations[0, v, :len(feats)]
-      delta = config.schedule.delta_scales[0] * (generations[0, v] - generations[1, v])[:len(feats)]
+      delta = pl_lib.delta_pseudo_labels(generations[0, v], generations[1, v],
+                                         config.schedule.delta_scales[0])[:len(feats)]
     fig = viz.plot_video(
         cas=cas[0], attention=attention[0], classes=classes,
         class_names=list(dataset.class_names) + ["background"],
