@@ -1,4 +1,4 @@
-"""Degenerate predictions get defined results (issue 7 §3): a video with no proposal at all and
+"""Degenerate predictions get defined results: a video with no proposal at all and
 all-background predictions, through localization, pseudo labels and evaluation."""
 
 import jax

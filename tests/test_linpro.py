@@ -153,7 +153,11 @@ def test_float32_default_against_highs():
                        outer_rule="gaufuse", normalize="sum", rtol=2e-4, max_failed=2)
 
 
-@pytest.mark.parametrize("solver,rtol", [("qpax", 1e-6), ("mpax", 1e-5), ("jaxopt", 5e-2)])
+# The comparison solvers (the optional `solvers` extra): qpax in the default run, the slower
+# first-order ones with -m slow.
+@pytest.mark.parametrize("solver,rtol", [("qpax", 1e-6),
+                                         pytest.param("mpax", 1e-5, marks=pytest.mark.slow),
+                                         pytest.param("jaxopt", 5e-2, marks=pytest.mark.slow)])
 def test_every_solver_within_tolerance(solver, rtol):
   # (The default "ipm" is checked against HiGHS in the tests above.)
   num_snippets = 32
@@ -338,7 +342,7 @@ def test_bad_input_raises():
     linpro.linpro_labels(np.zeros((3, 3)), sc, va, 5, num_snippets=5)
 
 
-@pytest.mark.parametrize("problem_chunk", [1, 3, 64])
+@pytest.mark.parametrize("problem_chunk", [pytest.param(1, marks=pytest.mark.slow), 3, 64])
 def test_problem_chunk_changes_nothing(problem_chunk):
   """Problems with rows taken a chunk at a time give the labels and info of all at once (float64:
   other chunks batch the same blocks differently, which moves float32 labels by round-off);

@@ -1,4 +1,4 @@
-"""Faults of a real training process (issue 6 "Done when", issue 7 §3): kill -9 and resume, and
+"""Faults of a real training process: kill -9 and resume, and
 a corrupt latest checkpoint, each compared with an uninterrupted run of the same seed.
 
 Slow (about 7 minutes on 2 cores): three `python -m launch.train --config=configs/tiny.py`

@@ -29,7 +29,7 @@ def _params(model, seed=0, t=6):
   return init({"params": jax.random.key(seed)}, x, jnp.array([t]), train=False)
 
 
-# ---------------------------------------------------------------- numpy oracle of reference §4
+# ---------------------------------------------------- numpy oracle of the authors' model formulas
 def _np_l2n(f):
   return f / (np.linalg.norm(f, axis=-1, keepdims=True) + 1e-9)
 
@@ -206,7 +206,9 @@ def _walk_case(t, k, seed):
   return x, mask, tokens, token_mask
 
 
-@pytest.mark.parametrize("t,k", [(40, 8), (12, 1), (9, 30), (64, 100)])
+# K = 1 and K > T with padding in the default run; the larger shapes with -m slow.
+@pytest.mark.parametrize("t,k", [pytest.param(40, 8, marks=pytest.mark.slow), (12, 1), (9, 30),
+                                 pytest.param(64, 100, marks=pytest.mark.slow)])
 def test_low_rank_walk_equals_dense_solve_values_and_gradients(t, k):
   """Woodbury walk == dense [T, T] solve, in float64: the features, and the gradients of a
   head's outputs w.r.t. the snippets and the tokens (K = 1, K > T and padding included)."""
