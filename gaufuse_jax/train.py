@@ -110,6 +110,55 @@ def evaluate(config, rstate, test_ds, *, p_eval, bucket_sizes, epoch) -> tuple[d
   return metrics, detections
 
 
+def checkpoint_and_evaluate(config, ckpt, rstate, test_ds, *, epoch, p_eval, bucket_sizes):
+  """After ``epoch`` epochs: saves the state when it is a checkpoint epoch, before the
+  evaluation when it is an evaluation epoch (a crash in it never loses the epoch); an evaluated
+  epoch that beats the best so far is saved whatever the interval. Returns ``(metrics,
+  detections)``, or ``(None, None)`` when the epoch is not evaluated."""
+  num_epochs = config.schedule.num_epochs
+  saved = epoch == num_epochs or epoch % config.checkpoint_every_epochs == 0
+  if saved:
+    ckpt.save(epoch, devices.unreplicate(rstate))
+  if not (epoch == num_epochs or
+          (config.eval.every_epochs and epoch % config.eval.every_epochs == 0)):
+    return None, None
+  metrics, detections = evaluate(config, rstate, test_ds, p_eval=p_eval,
+                                 bucket_sizes=bucket_sizes, epoch=epoch)
+  best = ckpt.best_value()
+  if not saved and (best is None or metrics[config.best_metric] > best):
+    ckpt.save(epoch, devices.unreplicate(rstate))
+    saved = True
+  if saved:
+    ckpt.record_metrics(epoch, metrics)
+  return metrics, detections
+
+
+def log_plan(config) -> None:
+  """Logs the run's plan (``schedule.describe_plan``) and warns about the phases of the method
+  that fall outside it."""
+  plan, warnings = schedule_lib.describe_plan(config.schedule,
+                                              eval_every=config.eval.every_epochs,
+                                              checkpoint_every=config.checkpoint_every_epochs)
+  logging.info("%s", plan)
+  for warning in warnings:
+    logging.warning("Plan: %s.", warning)
+
+
+def log_epoch(epoch, num_epochs, scalars, *, learning_rate, eta_seconds):
+  """One line per epoch: the loss and its terms, the learning rate, the time, the run's ETA."""
+  terms = ", ".join(f"{k[6:]} {v + 0.0:.3f}" for k, v in scalars.items()  # + 0.0: no -0.000
+                    if k.startswith("train/") and k != "train/loss")
+  logging.info("epoch %d/%d: loss %.4f (%s) lr %.3g, %.1fs; run ETA %.0f min", epoch, num_epochs,
+               scalars["train/loss"], terms, learning_rate, scalars["epoch_seconds"],
+               eta_seconds / 60)
+
+
+def check_devices(config) -> None:
+  """Raises ValueError for a batch the local devices do not divide, and for several XLA:CPU
+  host devices (a whole run pmapped over them can deadlock XLA:CPU: it would hang)."""
+  check_devices(config)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains the GauFuse model under ``config`` in ``workdir`` (resuming a run found there) and
   returns the final test metrics.
@@ -182,12 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # ------------------------------------------------------------------ the epoch loop
   num_epochs = config.schedule.num_epochs
-  plan, plan_warnings = schedule_lib.describe_plan(
-      config.schedule, eval_every=config.eval.every_epochs,
-      checkpoint_every=config.checkpoint_every_epochs)
-  logging.info("%s", plan)
-  for warning in plan_warnings:
-    logging.warning("Plan: %s.", warning)
+  log_plan(config)
   loop_start = time.time()
   metrics, detections = {}, None
   for epoch in range(start_epoch, num_epochs):
@@ -209,26 +253,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     num_programs, compile_seconds = compiled.peek()  # since the start: bounded, not per epoch
     scalars.update({"lr": plan.learning_rate, "epoch_seconds": time.time() - t0,
                     "compiled_programs": num_programs, "compile_seconds": compile_seconds})
-    eta = (time.time() - loop_start) / (done - start_epoch) * (num_epochs - done)
-    logging.info("epoch %d/%d: loss %.4f (%s) lr %.3g, %.1fs; run ETA %.0f min", done,
-                 num_epochs, scalars["train/loss"],
-                 ", ".join(f"{k[6:]} {v + 0.0:.3f}" for k, v in scalars.items()  # no -0.000
-                           if k.startswith("train/") and k != "train/loss"),
-                 plan.learning_rate, scalars["epoch_seconds"], eta / 60)
-    saved = done == num_epochs or done % config.checkpoint_every_epochs == 0
-    if saved:  # before the evaluation: a crash in it never loses the epoch
-      ckpt.save(done, devices.unreplicate(rstate))
-    if done == num_epochs or (config.eval.every_epochs and done % config.eval.every_epochs == 0):
-      metrics, detections = evaluate(config, rstate, test_ds, p_eval=p_eval,
-                                     bucket_sizes=bucket_sizes, epoch=done)
+    log_epoch(done, num_epochs, scalars, learning_rate=plan.learning_rate,
+              eta_seconds=(time.time() - loop_start) / (done - start_epoch) * (num_epochs - done))
+    evaluated = checkpoint_and_evaluate(config, ckpt, rstate, test_ds, epoch=done,
+                                        p_eval=p_eval, bucket_sizes=bucket_sizes)
+    if evaluated[0] is not None:
+      metrics, detections = evaluated
       scalars.update({f"test/{k}": v for k, v in metrics.items()})
       dropped["test"] += metrics["proposals_dropped"] + metrics["instances_dropped"]
-      best = ckpt.best_value()
-      if not saved and (best is None or metrics[config.best_metric] > best):
-        ckpt.save(done, devices.unreplicate(rstate))  # the best, whatever the interval
-        saved = True
-      if saved:
-        ckpt.record_metrics(done, metrics)
     writer.write(done, scalars)
 
   # ------------------------------------------------------------------ final outputs
@@ -241,11 +273,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   logging.info("Run done in %.0f s; it compiled %d XLA programs in %.0f s.",
                time.time() - run_start, num_programs, compile_seconds)
   if any(dropped.values()):
-    logging.warning(
-        "This run dropped %d proposals / instances in pseudo-label generations and %d in "
-        "evaluations (config.grow_caps=False; see metrics.jsonl pseudo/*_dropped and "
-        "test/*_dropped): its results are not the authors' post-processing.",
-        dropped["pseudo"], dropped["test"])
+    logging.warning("This run dropped %d proposals / instances in pseudo-label generations and "
+                    "%d in evaluations (config.grow_caps=False): not the authors' "
+                    "post-processing.", dropped["pseudo"], dropped["test"])
   writer.close()
   ckpt.close()
   return metrics
