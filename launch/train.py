@@ -15,6 +15,7 @@ from ml_collections import config_flags
 import launch
 
 from gaufuse_jax import train
+from gaufuse_jax._src import config_validation
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
@@ -24,6 +25,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   launch.start(argv)
+  config_validation.validate_config(FLAGS.config)  # before the log file creates --workdir
   launch.log_to_file(FLAGS.workdir, "train.log")
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

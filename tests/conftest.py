@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import pathlib
+import tempfile
 
 # XLA:CPU's concurrency-optimized scheduler deadlocks the RSKP train step when two host
 # "devices" share two cores; turning it off costs nothing measurable here. The tests' tiny
@@ -16,6 +17,11 @@ CPU_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false "
              "--xla_backend_optimization_level=0")
 os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=2 {CPU_FLAGS}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for the session and its subprocesses: a program compiled in
+# one test module is loaded, not compiled again, in the next (the in-memory caches are dropped
+# after each module, see _release_compiled_programs).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="gaufuse_jax_cache_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import jax  # noqa: E402
 import ml_collections  # noqa: E402
