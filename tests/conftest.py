@@ -1,11 +1,13 @@
 """Shared pytest fixtures. Tests run on CPU; a 2-device host platform is forced so that pmap
 tests can run (the flag must be set before jax initialises its backends)."""
 
+import atexit
 import dataclasses
 import gc
 import json
 import os
 import pathlib
+import shutil
 import tempfile
 
 # XLA:CPU's concurrency-optimized scheduler deadlocks the RSKP train step when two host
@@ -20,7 +22,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent compilation cache for the session and its subprocesses: a program compiled in
 # one test module is loaded, not compiled again, in the next (the in-memory caches are dropped
 # after each module, see _release_compiled_programs).
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="gaufuse_jax_cache_"))
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="gaufuse_jax_cache_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import jax  # noqa: E402

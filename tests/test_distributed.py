@@ -3,8 +3,9 @@
 Both run ``tests/distributed_worker.py`` (``train_and_evaluate`` on conftest's shared tiny
 run with ``config.distributed=True``) in ONE workdir, as pod workers share storage. pmap spans
 both processes, each feeds its own shard of the videos, and the pseudo labels and detections
-are gathered across them. About 1.5-2 minutes on 2 cores (mostly compilation, done by both
-processes at once).
+are gathered across them. About a minute on 2 cores (mostly compilation, done by both
+processes at once): in the long run (``pytest -m slow``), which keeps the default run under 10
+minutes.
 """
 
 import json
@@ -26,6 +27,8 @@ from gaufuse_jax._src import devices
 from gaufuse_jax._src import evaluation_loop
 from gaufuse_jax._src import programs
 from gaufuse_jax._src import input_pipeline
+
+pytestmark = pytest.mark.slow
 
 WORKER = pathlib.Path(distributed_worker.__file__)
 TIMEOUT_S = 240
