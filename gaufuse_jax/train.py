@@ -153,6 +153,13 @@ def log_epoch(epoch, num_epochs, scalars, *, learning_rate, eta_seconds):
                eta_seconds / 60)
 
 
+def label_snippets(config, train_ds, bucket_sizes, crop_bucket_sizes) -> int:
+  """``T`` of the state's pseudo-label generations: every whole video (``bucket_sizes``) and
+  every training window (a crop of ``crop_bucket_sizes`` snippets at its offset) fits."""
+  crops = int(train_ds.lengths.max()) if config.max_snippets else 0  # offsets up to a length
+  return max(max(bucket_sizes), max(crop_bucket_sizes)) + crops
+
+
 def check_devices(config) -> None:
   """Raises ValueError for a batch the local devices do not divide, and for several XLA:CPU
   host devices (a whole run pmapped over them can deadlock XLA:CPU: it would hang)."""
@@ -208,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tx = train_state_lib.make_optimizer(config)
   state = train_state_lib.create_train_state(
       model, tx, jax.random.PRNGKey(config.seed), num_videos=len(train_ds),
-      max_snippets=max(bucket_sizes) + (int(train_ds.lengths.max()) if config.max_snippets else 0),
+      max_snippets=label_snippets(config, train_ds, bucket_sizes, crop_bucket_sizes),
       feature_dim=train_ds.feature_dim,
       num_classes=train_ds.num_classes, memory_slots=config.memory_slots)
 

@@ -21,6 +21,7 @@ from conftest import shared_config
 from gaufuse_jax._src import checkpointing
 from gaufuse_jax import evaluate_run
 from gaufuse_jax._src import evaluation
+from gaufuse_jax._src import input_pipeline
 from gaufuse_jax._src import results as results_lib
 from gaufuse_jax._src import schedule as schedule_lib
 from gaufuse_jax import train
@@ -227,3 +228,16 @@ def test_several_forced_cpu_devices_are_refused_at_start(tmp_path):
                                        r"--config\.num_devices=1"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+def test_the_label_generations_hold_every_training_window():
+  """Without a fixed bucket size the inference sizes are fitted to the data and the training
+  ladder may reach further (tiny: 272 vs 288): the generations must hold both."""
+  config = tiny.get_config()
+  train_ds, test_ds = input_pipeline.load_datasets(config.data)
+  whole = input_pipeline.bucket_sizes(config, train_ds, test_ds)
+  crops = input_pipeline.bucket_sizes(config, train_ds, crop=True)
+  length = train.label_snippets(config, train_ds, whole, crops)
+  batches, _ = input_pipeline.train_batches(config, train_ds, epoch=0, bucket_sizes=crops)
+  windows = [int(np.max(b["offset"])) + b["features"].shape[-2] for step in batches for b in step]
+  assert max(windows) <= length and max(whole) <= length

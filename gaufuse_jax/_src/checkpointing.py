@@ -16,6 +16,11 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
 class CheckpointError(RuntimeError):
   """No checkpoint of a run directory could be restored."""
 
@@ -72,6 +77,7 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(
             preservation_policy=policy, best_fn=lambda metrics: metrics[best_metric],
             best_mode="max", create=True, enable_async_checkpointing=False))
+    self._best = self._read_best()
 
   def save(self, step: int, state, metrics: dict | None = None) -> None:
     """Saves ``state`` (an unreplicated pytree) as ``step``; ``metrics[best_metric]`` (when
@@ -90,15 +96,16 @@ class Checkpointer:
   def record_metrics(self, step: int, metrics: dict) -> None:
     """Ranks the saved ``step`` by ``metrics[best_metric]``, after the save: a run saves an
     epoch first and evaluates it after, so a crash in the evaluation never loses the epoch."""
+    value = float(metrics[self.best_metric])
     if jax.process_index() == 0:
       path = self.directory / str(step) / "metrics" / "metrics"
       path.parent.mkdir(parents=True, exist_ok=True)
       tmp = path.with_name("metrics.tmp")
-      tmp.write_text(json.dumps({self.best_metric: float(metrics[self.best_metric])}))
+      tmp.write_text(json.dumps({self.best_metric: value}))
       tmp.replace(path)  # atomic: never a half-written metrics file
-    if jax.process_count() > 1:
-      multihost_utils.sync_global_devices("gaufuse_record_metrics")
+    _sync("gaufuse_metrics_written")
     self._manager.reload()
+    _sync("gaufuse_metrics_reloaded")  # no process deletes a step another one is reading
     # The policy is applied at the next save; apply it now, or a step that just lost 'best'
     # would outlive the run.
     steps = sorted(self._manager.all_steps())
@@ -107,19 +114,23 @@ class Checkpointer:
     for s in steps:
       if s not in keep:
         self._manager.delete(s)
+    _sync("gaufuse_steps_pruned")
+    self._best = value if self._best is None else max(self._best, value)
 
   def best_value(self) -> float | None:
     """``best_metric`` of the best ranked step (None before any evaluated step)."""
-    self._manager.reload()
+    return self._best
+
+  def _read_best(self) -> float | None:
     step = self._manager.best_step()
     if step is None:
       return None
-    path = self.directory / str(step) / "metrics" / "metrics"
     try:
-      value = json.loads(path.read_text())[self.best_metric]
-    except (OSError, ValueError, KeyError):
+      value = json.loads((self.directory / str(step) / "metrics" / "metrics").read_text())
+      value = float(value[self.best_metric])
+    except (OSError, ValueError, KeyError, TypeError):
       return None
-    return None if value < 0 else float(value)
+    return None if value < 0 else value  # -1: saved without an evaluation
 
   def steps(self) -> list[int]:
     self._manager.reload()
