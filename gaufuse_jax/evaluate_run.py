@@ -123,6 +123,14 @@ def plot_videos(config, model, params, dataset, detections, metrics, out_dir, *,
 
 def _load_feature_file(path: pathlib.Path, feature_dim: int) -> np.ndarray:
   expected = f"a .npy file holding one video's [T >= 2, D = {feature_dim}] float features"
+  with open(path, "rb") as f:
+    magic = f.read(6)
+  if magic[:2] == b"PK":
+    raise DataError(f"{path}: expected {expected}, found an .npz (zip) archive: save each "
+                    "video's array with np.save")
+  if magic != b"\x93NUMPY":
+    raise DataError(f"{path}: expected {expected}, found a file without the .npy header (text, "
+                    "or another format)")
   try:
     x = np.load(path, allow_pickle=False)
   except ValueError as e:
@@ -135,10 +143,6 @@ def _load_feature_file(path: pathlib.Path, feature_dim: int) -> np.ndarray:
   except (OSError, EOFError) as e:
     raise DataError(f"{path}: expected {expected}, found an unreadable or truncated file "
                     f"({type(e).__name__}: {e})") from None
-  if not isinstance(x, np.ndarray):  # an .npz archive
-    x.close()
-    raise DataError(f"{path}: expected {expected}, found an .npz archive: save each video's "
-                    "array with np.save")
   if x.ndim != 2 or x.shape[1] != feature_dim or x.shape[0] < 2 or x.dtype.kind not in "fiu":
     raise DataError(f"{path}: expected {expected}, found shape {x.shape} dtype {x.dtype}")
   if not np.all(np.isfinite(x)):

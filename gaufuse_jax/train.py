@@ -145,12 +145,13 @@ def log_plan(config) -> None:
 
 
 def log_epoch(epoch, num_epochs, scalars, *, learning_rate, eta_seconds):
-  """One line per epoch: the loss and its terms, the learning rate, the time, the run's ETA."""
+  """One line per epoch: the loss and its terms, the learning rate, the time, the run's ETA
+  (None: not yet known)."""
   terms = ", ".join(f"{k[6:]} {v + 0.0:.3f}" for k, v in scalars.items()  # + 0.0: no -0.000
                     if k.startswith("train/") and k != "train/loss")
-  logging.info("epoch %d/%d: loss %.4f (%s) lr %.3g, %.1fs; run ETA %.0f min", epoch, num_epochs,
-               scalars["train/loss"], terms, learning_rate, scalars["epoch_seconds"],
-               eta_seconds / 60)
+  eta = "" if eta_seconds is None else f"; run ETA {eta_seconds / 60:.0f} min"
+  logging.info("epoch %d/%d: loss %.4f (%s) lr %.3g, %.1fs%s", epoch, num_epochs,
+               scalars["train/loss"], terms, learning_rate, scalars["epoch_seconds"], eta)
 
 
 def label_snippets(config, train_ds, bucket_sizes, crop_bucket_sizes) -> int:
@@ -239,7 +240,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # ------------------------------------------------------------------ the epoch loop
   num_epochs = config.schedule.num_epochs
   log_plan(config)
-  loop_start = time.time()
   metrics, detections = {}, None
   for epoch in range(start_epoch, num_epochs):
     t0 = time.time()
@@ -260,8 +260,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     num_programs, compile_seconds = compiled.peek()  # since the start: bounded, not per epoch
     scalars.update({"lr": plan.learning_rate, "epoch_seconds": time.time() - t0,
                     "compiled_programs": num_programs, "compile_seconds": compile_seconds})
-    log_epoch(done, num_epochs, scalars, learning_rate=plan.learning_rate,
-              eta_seconds=(time.time() - loop_start) / (done - start_epoch) * (num_epochs - done))
+    if done == start_epoch + 1:  # the first epoch's time is mostly compilation: not an ETA
+      loop_start, eta = time.time(), None
+    else:
+      eta = (time.time() - loop_start) / (done - start_epoch - 1) * (num_epochs - done)
+    log_epoch(done, num_epochs, scalars, learning_rate=plan.learning_rate, eta_seconds=eta)
     evaluated = checkpoint_and_evaluate(config, ckpt, rstate, test_ds, epoch=done,
                                         p_eval=p_eval, bucket_sizes=bucket_sizes)
     if evaluated[0] is not None:

@@ -43,7 +43,9 @@ def log_to_file(workdir, name: str, *, create: bool = True) -> None:
 
 def start(argv) -> None:
   """What every main does first: refuses positional arguments, logs at INFO without orbax's
-  per-save lines."""
+  per-save lines and without jax's probe of a TPU backend that is not there."""
+  import logging as std_logging  # pylint: disable=import-outside-toplevel
+  std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.ERROR)
   from absl import app  # pylint: disable=import-outside-toplevel
   from absl import logging  # pylint: disable=import-outside-toplevel
   if len(argv) > 1:

@@ -56,8 +56,8 @@ def test_plan_names_every_phase_and_warns_when_the_run_skips_the_method():
   plan, warnings = schedule.describe_plan(c.schedule, eval_every=7, checkpoint_every=4)
   assert warnings == []
   assert "pseudo-label generations (start of epoch: fusion temperature): 16: 0.02, 18: 0.02" in plan
-  assert "evaluations after epochs 6, 13, 20, 27" in plan
-  assert "checkpoints after epochs 3, 7, 11, 15, 19, 23, 27" in plan
+  assert "evaluations after 7, 14, 21, 28 epochs done" in plan
+  assert "checkpoints after 4, 8, 12, 16, 20, 24, 28 epochs done" in plan
   c.schedule.num_epochs = 10  # the README's override example: ends before the first generation
   _, warnings = schedule.describe_plan(c.schedule, eval_every=7, checkpoint_every=4)
   assert warnings == [

@@ -174,19 +174,21 @@ def describe_plan(s: ml_collections.ConfigDict, *, eval_every: int,
   n = s.num_epochs
   last = n - 1
   generations = [(e, t) for e, t in zip(s.generation_epochs, s.generation_temperatures)]
-  evaluations = [e for e in range(n) if e == last or (eval_every and (e + 1) % eval_every == 0)]
-  checkpoints = [e for e in range(n) if e == last or (e + 1) % checkpoint_every == 0]
+  evaluations = [k for k in range(1, n + 1) if k == n or (eval_every and k % eval_every == 0)]
+  checkpoints = [k for k in range(1, n + 1) if k == n or k % checkpoint_every == 0]
   lines = [
-      f"Plan of {n} epochs (0-{last}):",
+      f"Plan of {n} epochs (indices 0-{last}, as in the authors' code; the log's 'epoch k/{n}', "
+      "checkpoints/<k> and metrics steps count the epochs done):",
       f"  warm-up: epochs 0-{min(s.warmup_epochs, last)}; memory bank filled after epoch "
       f"{s.warmup_epochs}, memory branch from epoch {s.warmup_epochs + 1}",
       "  pseudo-label generations (start of epoch: fusion temperature): "
-      + (", ".join(f"{e}: {t:g}" for e, t in generations) or "none"),
+      + (", ".join(f"{e}: {t:g}" for e, t in generations if e < n) or "none"),
       f"  pseudo labels in the loss from epoch {s.pseudo_start + 1}, Δ labels from epoch "
       f"{s.delta_start + 1}",
-      f"  learning rate {s.lr_values[0]:g}, steps at epochs {_epochs(s.lr_boundaries)}",
-      f"  evaluations after epochs {_epochs(evaluations)}",
-      f"  checkpoints after epochs {_epochs(checkpoints)} (and every evaluated epoch that is "
+      f"  learning rate {s.lr_values[0]:g}, steps at epochs "
+      f"{_epochs(e for e in s.lr_boundaries if e < n)}",
+      f"  evaluations after {_epochs(evaluations)} epochs done",
+      f"  checkpoints after {_epochs(checkpoints)} epochs done (and every evaluation that is "
       "the best so far)",
   ]
   warnings = []
