@@ -29,6 +29,8 @@ def _setup():
   return config, train_ds, model, state
 
 
+@pytest.mark.slow  # ~35 s of compilation; the per-video equality of the batched pipeline is also
+# checked in the default run by test_pseudo_labels.py
 def test_dataset_generation_equals_each_video_alone():
   config, train_ds, model, state = _setup()
   p_pseudo = programs.make_pseudo_label_step(config, model)
