@@ -111,7 +111,7 @@ def train_epoch(config, model, train_ds, bucket_sizes):
   rstate = devices.replicate(state, config)
   plan = schedule_lib.epoch_plan(config.schedule, config.schedule.num_epochs - 1)
   hparams = devices.replicate(plan.step_hparams(), config)
-  init = devices.pmap(steps.init_accumulator, config)
+  init = devices.pmap(functools.partial(steps.init_accumulator, model=model), config)
   accumulate = devices.pmap(functools.partial(
       steps.accumulate_step, model=model, use_memory=True,
       pseudo_frame_coef=config.pseudo.frame_coef,

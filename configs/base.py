@@ -8,7 +8,11 @@ import dataclasses
 import ml_collections
 
 from gaufuse_jax import LocalizationConfig
+from gaufuse_jax import get_backbone
 from gaufuse_jax._src import schedule
+from gaufuse_jax._src.models import registry
+
+METHODS = ("gaufuse", "backbone")
 
 
 def localization_settings(*, omit=(), **overrides) -> ml_collections.ConfigDict:
@@ -21,6 +25,33 @@ def localization_settings(*, omit=(), **overrides) -> ml_collections.ConfigDict:
   values["merge_duplicates"] = ml_collections.FieldReference(overrides.get("merge_duplicates"),
                                                              field_type=bool)
   return ml_collections.ConfigDict({k: v for k, v in values.items() if k not in omit})
+
+
+def model_settings(backbone: str) -> ml_collections.ConfigDict:
+  """``config.model`` for ``backbone`` (a name of ``gaufuse_jax.register_backbone``): its name and
+  its own fields at their defaults (the backbone paper's settings), each settable from the
+  command line, e.g. ``--config.model.dropout_rate=0.5``."""
+  cls = get_backbone(backbone)
+  defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+  return ml_collections.ConfigDict(
+      {"backbone": backbone, **{k: defaults[k] for k in registry.backbone_fields(cls)}})
+
+
+def with_method(c: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
+  """``c`` for ``method``: ``"gaufuse"`` (unchanged: the backbone with GauFuse's pseudo labels and
+  test-time fusion) or ``"backbone"`` (the backbone alone: no pseudo-label generation, NMS at
+  test; the paper's Table 5 baseline). Configs take it as their argument:
+  ``--config=configs/thumos14_stpn.py:backbone``.
+
+  Raises:
+    ValueError: an unknown ``method``.
+  """
+  if method not in METHODS:
+    raise ValueError(f"config argument: expected a method in {METHODS}, got {method!r}")
+  if method == "backbone":
+    c.schedule.generation_epochs, c.schedule.generation_temperatures = (), ()
+    c.eval.localization.suppression = "nms"
+  return c
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -56,7 +87,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.seed = 0                  # generated data only
   c.data.generator = ml_collections.ConfigDict()  # extra generator arguments (generated data)
 
-  c.model = ml_collections.ConfigDict()
+  c.model = ml_collections.ConfigDict()  # the backbone and its own fields (gaufuse_jax.models)
+  c.model.backbone = "rskp"        # "rskp", "stpn", "basnet", a registered name, "pkg.mod:Class"
   c.model.num_tokens = 8
   c.model.em_iterations = 2
   c.model.dropout_rate = 0.6

@@ -46,8 +46,13 @@ from gaufuse_jax._src.evaluation import precision_recall
 from gaufuse_jax._src.results import format_map_table
 from gaufuse_jax._src.results import results_json
 from gaufuse_jax._src.results import validate_results_json
-# Model, losses, memory.
-from gaufuse_jax._src.models import RSKP
+# Backbones, losses, memory.
+from gaufuse_jax._src.models.backbone import Backbone
+from gaufuse_jax._src.models.basnet import BaSNet
+from gaufuse_jax._src.models.registry import get_backbone
+from gaufuse_jax._src.models.registry import register_backbone
+from gaufuse_jax._src.models.rskp import RSKP
+from gaufuse_jax._src.models.stpn import STPN
 from gaufuse_jax._src.losses import rskp_losses
 from gaufuse_jax._src.memory import MemoryBank
 from gaufuse_jax._src.memory import init_memory
@@ -99,7 +104,12 @@ __all__ = (
     "format_map_table",
     "results_json",
     "validate_results_json",
+    "Backbone",
+    "BaSNet",
+    "get_backbone",
+    "register_backbone",
     "RSKP",
+    "STPN",
     "rskp_losses",
     "MemoryBank",
     "init_memory",

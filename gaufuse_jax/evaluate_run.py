@@ -17,7 +17,6 @@ from gaufuse_jax._src import programs
 from gaufuse_jax._src import pseudo_labels as pl_lib
 from gaufuse_jax._src import results
 from gaufuse_jax._src import input_pipeline
-from gaufuse_jax._src import steps
 from gaufuse_jax import viz
 from gaufuse_jax._src.data.errors import DataError
 from gaufuse_jax._src.data.video_dataset import VideoDataset
@@ -91,9 +90,9 @@ def plot_videos(config, model, params, dataset, detections, metrics, out_dir, *,
   @jax.jit
   def apply(features, valid_length):
     outputs = model.apply({"params": params}, features, valid_length, train=False)
-    cas, video_scores = steps.frame_and_video_scores(
-        outputs, frame_coef=config.eval.frame_coef, video_coef=config.eval.video_coef)
-    return cas, video_scores, outputs["o"]["attention"]
+    cas, video_scores = model.scores(outputs, frame_coef=config.eval.frame_coef,
+                                     video_coef=config.eval.video_coef)
+    return cas, video_scores, model.attention(outputs)  # attention: None if the model has none
 
   gt = dataset.ground_truth()
   shown = [v for v in range(len(dataset)) if len(dataset.segments[v])][:num_plots]
@@ -110,7 +109,7 @@ def plot_videos(config, model, params, dataset, detections, metrics, out_dir, *,
       delta = pl_lib.delta_pseudo_labels(generations[0, v], generations[1, v],
                                          config.schedule.delta_scales[0])[:len(feats)]
     fig = viz.plot_video(
-        cas=cas[0], attention=attention[0], classes=classes,
+        cas=cas[0], attention=None if attention is None else attention[0], classes=classes,
         class_names=list(dataset.class_names) + ["background"],
         seconds_per_snippet=dataset.frames_per_snippet / dataset.fps,
         pseudo_labels=pseudo, delta_labels=delta, detections=pick(detections),

@@ -133,12 +133,14 @@ def checkpoint_and_evaluate(config, ckpt, rstate, test_ds, *, epoch, p_eval, buc
   return metrics, detections
 
 
-def log_plan(config) -> None:
+def log_plan(config, model) -> None:
   """Logs the run's plan (``schedule.describe_plan``) and warns about the phases of the method
   that fall outside it."""
   plan, warnings = schedule_lib.describe_plan(config.schedule,
                                               eval_every=config.eval.every_epochs,
-                                              checkpoint_every=config.checkpoint_every_epochs)
+                                              checkpoint_every=config.checkpoint_every_epochs,
+                                              memory=model.uses_memory)
+  logging.info("Backbone: %s.", type(model).__name__)
   logging.info("%s", plan)
   for warning in warnings:
     logging.warning("Plan: %s.", warning)
@@ -164,7 +166,17 @@ def label_snippets(config, train_ds, bucket_sizes, crop_bucket_sizes) -> int:
 def check_devices(config) -> None:
   """Raises ValueError for a batch the local devices do not divide, and for several XLA:CPU
   host devices (a whole run pmapped over them can deadlock XLA:CPU: it would hang)."""
-  check_devices(config)
+  ndev = len(devices.local_devices(config))
+  if config.batch_size % ndev:
+    raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
+                     f"{ndev} local devices")
+  if ndev > 1 and jax.default_backend() == "cpu":
+    raise ValueError(
+        f"config.num_devices={config.num_devices} selects {ndev} XLA:CPU host devices (forced by "
+        f"XLA_FLAGS=--xla_force_host_platform_device_count): pmapped over them, the full "
+        f"training step can deadlock XLA:CPU (the device threads starve its shared thread pool "
+        f"during collectives) and the run would hang without a word. On a CPU, train on one "
+        f"device: --config.num_devices=1.")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -188,17 +200,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir = pathlib.Path(workdir)
   is_main = jax.process_index() == 0
   run_directory.check_config(workdir, config)  # a resume must not change the trained model
-  ndev = len(devices.local_devices(config))
-  if config.batch_size % ndev:
-    raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
-                     f"{ndev} local devices")
-  if ndev > 1 and jax.default_backend() == "cpu":
-    raise ValueError(
-        f"config.num_devices={config.num_devices} selects {ndev} XLA:CPU host devices (forced by "
-        f"XLA_FLAGS=--xla_force_host_platform_device_count): pmapped over them, the full "
-        f"training step can deadlock XLA:CPU (the device threads starve its shared thread pool "
-        f"during collectives) and the run would hang without a word. On a CPU, train on one "
-        f"device: --config.num_devices=1.")
+  check_devices(config)
 
   # ------------------------------------------------------------------ data
   train_ds, test_ds = input_pipeline.load_datasets(config.data)
@@ -239,11 +241,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # ------------------------------------------------------------------ the epoch loop
   num_epochs = config.schedule.num_epochs
-  log_plan(config)
+  log_plan(config, model)
   metrics, detections = {}, None
   for epoch in range(start_epoch, num_epochs):
     t0 = time.time()
-    plan = schedule_lib.epoch_plan(config.schedule, epoch)
+    plan = schedule_lib.epoch_plan(config.schedule, epoch, memory=model.uses_memory)
     if plan.generation_temperature is not None:
       rstate, n = new_generation(config, p_pseudo, rstate, train_ds, epoch=epoch,
                                  temperature=plan.generation_temperature,

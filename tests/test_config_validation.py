@@ -91,7 +91,7 @@ def test_unknown_fields_are_named():
   with pytest.raises(config_validation.ConfigError, match=r"(?s)3 bad config field\(s\):"
                      r".*config\.data\.generator\.num_videoz: expected an argument of "
                      r"make_embedded_dataset.*config\.model\.num_heads: expected a field of the "
-                     r"RSKP model.*config\.eval\.localization\.nms_sigma: expected a field of "
+                     r"RSKP backbone.*config\.eval\.localization\.nms_sigma: expected a field of "
                      r"LocalizationConfig"):
     config_validation.validate_config(config)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gaufuse_jax._src import losses
-from gaufuse_jax._src.models import RSKP
+from gaufuse_jax._src.models.rskp import RSKP
 
 C, D = 3, 16
 

@@ -106,7 +106,8 @@ def test_micro_batches_equal_the_plain_padded_batch():
   assert len(micro) == 4
   assert sorted(b["features"].shape[2] for b in micro) != [32] * 4  # they did pad less
   accumulate = pmap(functools.partial(steps.accumulate_step, max_labels=1, **kw))
-  rstate, acc = put(state), pmap(steps.init_accumulator)(put(state))
+  init = pmap(functools.partial(steps.init_accumulator, model=model))
+  rstate, acc = put(state), init(put(state))
   for batch in micro:
     acc = accumulate(rstate, acc, batch, put(hparams))
   split = jax.device_get(pmap(functools.partial(steps.apply_step, tx=tx))(rstate, acc,

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaufuse_jax._src.models import RSKP
+from gaufuse_jax._src.models.rskp import RSKP
 from gaufuse_jax._src.models import rskp
 from gaufuse_jax._src.models import snippets
 

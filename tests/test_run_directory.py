@@ -85,3 +85,16 @@ def test_a_fresh_directory_is_not_a_resume(tmp_path, train_ds):
   run_directory.check_config(tmp_path, config)
   run_directory.record(tmp_path, config, train_ds)
   assert json.loads((tmp_path / "config.json").read_text())["seed"] == config.seed
+
+
+def test_a_run_recorded_before_backbones_were_selectable_resumes_as_rskp(tmp_path, train_ds):
+  """Its config.json has no model.backbone: it trained RSKP, so only another backbone differs."""
+  config = tiny.get_config()
+  _fake_run(tmp_path, config, train_ds)
+  stored = json.loads((tmp_path / "config.json").read_text())
+  del stored["model"]["backbone"]
+  (tmp_path / "config.json").write_text(json.dumps(stored))
+  run_directory.check_config(tmp_path, config)  # rskp: the same model
+  config.model.backbone = "stpn"
+  with pytest.raises(run_directory.ResumeMismatchError, match="model.backbone: 'rskp' -> 'stpn'"):
+    run_directory.check_config(tmp_path, config)

@@ -21,7 +21,7 @@ from gaufuse_jax._src.data import embedded
 from gaufuse_jax._src.data import synthetic
 from gaufuse_jax._src.linpro import constraints as linpro_constraints
 from gaufuse_jax._src.linpro import solvers as linpro_solvers
-from gaufuse_jax._src.models import rskp
+from gaufuse_jax._src.models import registry
 
 DATA_SOURCES = ("wtalc", "semisynthetic", "embedded")
 
@@ -150,17 +150,23 @@ def _data(c: _Checker) -> None:
 
 
 def _model_and_optimizer(c: _Checker) -> None:
-  fields = {f.name for f in dataclasses.fields(rskp.RSKP)} - {"num_classes", "feature_dim",
-                                                            "parent", "name", "walk"}
-  for key in c.get("model"):
-    if key not in fields:
-      c.add(f"model.{key}", f"a field of the RSKP model (one of {sorted(fields)})",
-            c.get("model")[key])
   model = c.get("model")
-  if "num_tokens" in model:
-    c.integer("model.num_tokens", 1)
-  if "em_iterations" in model:
-    c.integer("model.em_iterations", 1)
+  name = model.get("backbone", "rskp")
+  try:
+    cls = registry.get_backbone(name)
+  except ValueError as e:
+    c.add("model.backbone", f"a registered name {registry.registered_names()} or an importable "
+          f"'package.module:Class' subclass of gaufuse_jax.Backbone ({e})", name)
+    cls = None
+  if cls is not None:
+    fields = set(registry.backbone_fields(cls)) - {"walk"}
+    for key in model:
+      if key != "backbone" and key not in fields:
+        c.add(f"model.{key}", f"a field of the {cls.__name__} backbone (one of {sorted(fields)})",
+              model[key])
+  for field in ("num_tokens", "em_iterations", "attention_dim", "filter_dim"):
+    if field in model:
+      c.integer(f"model.{field}", 1)
   if "dropout_rate" in model:
     c.number("model.dropout_rate", low=0.0, high=1.0)
     if c.get("model.dropout_rate") == 1.0:
@@ -170,6 +176,9 @@ def _model_and_optimizer(c: _Checker) -> None:
   for field in ("logit_scale", "token_scale"):
     if field in model:
       c.number(f"model.{field}", low=0.0, low_open=True)
+  for field in ("sparsity_weight", "norm_weight"):
+    if field in model:
+      c.number(f"model.{field}", low=0.0)
   c.number("optimizer.b1", low=0.0, high=1.0)
   c.number("optimizer.b2", low=0.0, high=1.0)
   c.number("optimizer.eps", low=0.0, low_open=True)

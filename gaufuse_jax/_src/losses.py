@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gaufuse_jax._src.models.rskp import snippet_mask
+from gaufuse_jax._src.models.backbone import snippet_mask
 
 FORE_WEIGHT = 1.0
 BACK_WEIGHT = 0.2

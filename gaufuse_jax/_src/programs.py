@@ -18,20 +18,23 @@ from gaufuse_jax._src import input_pipeline
 from gaufuse_jax._src import localization
 from gaufuse_jax._src import pseudo_labels as pl_lib
 from gaufuse_jax._src import steps
-from gaufuse_jax._src.models import rskp
+from gaufuse_jax._src.models import backbone as backbone_lib
+from gaufuse_jax._src.models import registry
 
 
-def build_model(config, dataset) -> rskp.RSKP:
-  """The RSKP model of ``config.model`` for ``dataset``'s classes and feature size."""
-  return rskp.RSKP(num_classes=dataset.num_classes, feature_dim=dataset.feature_dim,
-                   **config.model)
+def build_model(config, dataset) -> backbone_lib.Backbone:
+  """The backbone ``config.model.backbone`` (``registry.get_backbone``) for ``dataset``'s classes
+  and feature size, with the other ``config.model`` fields."""
+  fields = dict(config.model)
+  cls = registry.get_backbone(fields.pop("backbone", "rskp"))
+  return cls(num_classes=dataset.num_classes, feature_dim=dataset.feature_dim, **fields)
 
 
 class TrainSteps(NamedTuple):
   """The pmapped training steps (``steps.py``). An optimizer step is ``init_accumulator``, then
   ``accumulate[use_memory]`` on each micro-batch (each padded to its own length), then ``apply``."""
   init_accumulator: Callable
-  accumulate: dict  # {use_memory (bool): step}
+  accumulate: dict  # {use_memory (bool): step}; only False for a model without memory
   apply: Callable
   memory_init: Callable
 
@@ -39,15 +42,17 @@ class TrainSteps(NamedTuple):
 def make_train_steps(config, model, tx, train_ds) -> TrainSteps:
   """The ``TrainSteps`` of ``config`` for ``model``, the optimizer ``tx`` and ``train_ds`` (its
   largest number of classes per video bounds the memory-bank reads)."""
+  memory_states = (False, True) if model.uses_memory else (False,)
   accumulate = {
       use_memory: devices.pmap(
           functools.partial(steps.accumulate_step, model=model, use_memory=use_memory,
                             pseudo_frame_coef=config.pseudo.frame_coef,
                             max_labels=max(int(train_ds.labels.sum(1).max()), 1)),
           config, donate_argnums=(1,))
-      for use_memory in (False, True)}
+      for use_memory in memory_states}
   return TrainSteps(
-      init_accumulator=devices.pmap(steps.init_accumulator, config), accumulate=accumulate,
+      init_accumulator=devices.pmap(
+          functools.partial(steps.init_accumulator, model=model), config), accumulate=accumulate,
       apply=devices.pmap(functools.partial(steps.apply_step, tx=tx), config, donate_argnums=(0,)),
       memory_init=devices.pmap(functools.partial(steps.memory_init_step, model=model), config))
 

@@ -123,20 +123,35 @@ def delta_pseudo_labels(new, old, scale):
   return scale * (new - old)
 
 
-def pseudo_label_loss(logits, labels, valid):
-  """Pseudo-label loss per video (the authors' ``utils/utils.py:compute_distloss``, one branch):
-  mean over valid snippets of ``-sum_c labels[t, c] * log_softmax(logits)[t, c]``.
+def pseudo_label_cross_entropy(log_probs, labels, valid):
+  """Pseudo-label loss per video on one branch, from log-probabilities: mean over valid snippets
+  of ``-sum_c labels[t, c] * log_probs[t, c]`` (the authors' ``utils/utils.py:compute_distloss``).
 
-  Labels may be negative (Δ labels): the term then pushes the class probability down.
+  Labels may be negative (Δ labels, eq. 8): the term then pushes the class probability down.
 
   Args:
-    logits: ``[B, T, C']`` float frame logits (20 cosine, no temperature).
+    log_probs: ``[B, T, C']`` float snippet log-probabilities.
     labels: ``[B, T, C']`` float pseudo labels.
     valid: ``[B, T]`` bool snippet mask.
 
   Returns:
     float ``[B]``; 0 for a video without valid snippets.
   """
-  per_snippet = -jnp.sum(labels * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+  per_snippet = -jnp.sum(labels * log_probs, axis=-1)
   count = jnp.sum(valid, axis=-1)
   return jnp.sum(jnp.where(valid, per_snippet, 0.0), axis=-1) / jnp.maximum(count, 1)
+
+
+def pseudo_label_loss(logits, labels, valid):
+  """Pseudo-label loss per video (the authors' ``utils/utils.py:compute_distloss``, one branch):
+  :func:`pseudo_label_cross_entropy` of ``log_softmax(logits)``.
+
+  Args:
+    logits: ``[B, T, C']`` float frame logits (20 cosine, no temperature).
+    labels: ``[B, T, C']`` float pseudo labels (may be negative: Δ labels).
+    valid: ``[B, T]`` bool snippet mask.
+
+  Returns:
+    float ``[B]``; 0 for a video without valid snippets.
+  """
+  return pseudo_label_cross_entropy(jax.nn.log_softmax(logits, axis=-1), labels, valid)

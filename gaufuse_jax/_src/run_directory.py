@@ -84,7 +84,10 @@ def check_config(workdir, config) -> None:
   path = pathlib.Path(workdir) / "config.json"
   if not (is_resume(workdir) and path.is_file()):
     return
-  changed = differences(json.loads(path.read_text()), _config_dict(config))
+  stored = json.loads(path.read_text())
+  # Runs recorded before backbones were selectable trained RSKP.
+  stored.get("model", {}).setdefault("backbone", "rskp")
+  changed = differences(stored, _config_dict(config))
   changed = [c for c in changed if c[0] != "resume_override"]
   training = [c for c in changed if c[0].split(".")[0] in TRAINING_FIELDS
               and c[0] not in LOCATION_FIELDS]

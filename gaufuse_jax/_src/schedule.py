@@ -127,8 +127,9 @@ def validate_schedule(s: ml_collections.ConfigDict) -> None:
     raise ValueError("config.schedule.delta_start must be >= pseudo_start")
 
 
-def epoch_plan(s: ml_collections.ConfigDict, epoch: int) -> EpochPlan:
-  """The plan of 0-based ``epoch`` under schedule ``s`` (see the module docstring)."""
+def epoch_plan(s: ml_collections.ConfigDict, epoch: int, *, memory: bool = True) -> EpochPlan:
+  """The plan of 0-based ``epoch`` under schedule ``s`` (see the module docstring); with
+  ``memory=False`` (a backbone without a memory bank) the memory is never on."""
   if epoch <= s.warmup_epochs:
     spl = s.spl_weights[0]
   elif epoch <= s.pseudo_start:
@@ -154,9 +155,9 @@ def epoch_plan(s: ml_collections.ConfigDict, epoch: int) -> EpochPlan:
       pseudo_weight=float(pseudo_weight),
       label_mode=mode,
       delta_scale=float(delta_scale),
-      use_memory=epoch > s.warmup_epochs,
+      use_memory=memory and epoch > s.warmup_epochs,
       generation_temperature=temperature,
-      init_memory_after=epoch == s.warmup_epochs,
+      init_memory_after=memory and epoch == s.warmup_epochs,
   )
 
 
@@ -166,11 +167,11 @@ def _epochs(values) -> str:
                                               if len(values) > 12 else "") if values else "none"
 
 
-def describe_plan(s: ml_collections.ConfigDict, *, eval_every: int,
-                  checkpoint_every: int) -> tuple[str, list[str]]:
+def describe_plan(s: ml_collections.ConfigDict, *, eval_every: int, checkpoint_every: int,
+                  memory: bool = True) -> tuple[str, list[str]]:
   """The run's plan in one block of text, and a warning for each phase of the method that
   ``s.num_epochs`` leaves out (epochs 0-based, as in the authors' code; evaluations and
-  checkpoints after the epoch named)."""
+  checkpoints after the epoch named); ``memory=False``: a backbone without a memory bank."""
   n = s.num_epochs
   last = n - 1
   generations = [(e, t) for e, t in zip(s.generation_epochs, s.generation_temperatures)]
@@ -179,8 +180,9 @@ def describe_plan(s: ml_collections.ConfigDict, *, eval_every: int,
   lines = [
       f"Plan of {n} epochs (indices 0-{last}, as in the authors' code; the log's 'epoch k/{n}', "
       "checkpoints/<k> and metrics steps count the epochs done):",
-      f"  warm-up: epochs 0-{min(s.warmup_epochs, last)}; memory bank filled after epoch "
-      f"{s.warmup_epochs}, memory branch from epoch {s.warmup_epochs + 1}",
+      f"  warm-up: epochs 0-{min(s.warmup_epochs, last)}; " + (
+          f"memory bank filled after epoch {s.warmup_epochs}, memory branch from epoch "
+          f"{s.warmup_epochs + 1}" if memory else "no memory bank (the backbone has none)"),
       "  pseudo-label generations (start of epoch: fusion temperature): "
       + (", ".join(f"{e}: {t:g}" for e, t in generations if e < n) or "none"),
       f"  pseudo labels in the loss from epoch {s.pseudo_start + 1}, Δ labels from epoch "
@@ -192,7 +194,7 @@ def describe_plan(s: ml_collections.ConfigDict, *, eval_every: int,
       "the best so far)",
   ]
   warnings = []
-  if s.warmup_epochs >= last:
+  if memory and s.warmup_epochs >= last:
     warnings.append(f"the warm-up (epochs 0-{s.warmup_epochs}) fills the run: the memory branch "
                     "is never trained")
   outside = [e for e, _ in generations if e >= n]

@@ -14,33 +14,11 @@ import jax.numpy as jnp
 import optax
 
 from gaufuse_jax._src import localization
-from gaufuse_jax._src import losses
 from gaufuse_jax._src import memory as memory_lib
 from gaufuse_jax._src import pseudo_labels as pl_lib
 from gaufuse_jax._src import schedule as schedule_lib
 
 AXIS = "batch"
-
-
-def frame_and_video_scores(outputs, *, frame_coef: float, video_coef: float = 0.6):
-  """CAS and video scores from the model outputs (the authors' ``utils/utils.py:fuse_current_pred``,
-  ``evaluation/eval.py:ss_eval``).
-
-  Args:
-    outputs: the RSKP output dict (branches ``o`` and ``m``).
-    frame_coef: weight of branch ``o`` in the frame mix: 0.85 at test, 0.8 for pseudo labels.
-    video_coef: weight of ``o`` in the video score mix (0.6 in the reference).
-
-  Returns:
-    ``cas [B,T,C+1] = (frame_coef softmax(o) + (1-frame_coef) softmax(m)) * attention_o`` and
-    ``video_scores [B,C+1] = video_coef o_ca + (1-video_coef) m_ca``.
-  """
-  o, m = outputs["o"], outputs["m"]
-  probs = (frame_coef * jax.nn.softmax(o["frame_logits"], axis=-1)
-           + (1.0 - frame_coef) * jax.nn.softmax(m["frame_logits"], axis=-1))
-  cas = probs * o["attention"][..., None]
-  video_scores = video_coef * o["video_ca"] + (1.0 - video_coef) * m["video_ca"]
-  return cas, video_scores
 
 
 def _psum_tree(tree):
@@ -71,9 +49,10 @@ def _gather_and_update_memory(bank, outputs, batch):
                                   gather(batch["video_mask"]))
 
 
-# The metric sums of a training step: ``losses.rskp_losses``'s terms, the pseudo-label loss, the
-# total ``loss`` and the number of videos.
-_METRICS = ("loss", "num_videos", "fore", "back", "attention", "self_label", "pseudo")
+def _metric_names(model):
+  """The metric sums of a training step: the model's loss terms, the pseudo-label loss, the total
+  ``loss`` and the number of videos."""
+  return ("loss", "num_videos", *model.loss_terms, "pseudo")
 
 
 def video_keys(key, video_index):
@@ -82,11 +61,11 @@ def video_keys(key, video_index):
   return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.maximum(video_index, 0))
 
 
-def init_accumulator(state):
+def init_accumulator(state, *, model):
   """The empty gradient accumulator of one optimizer step (see :func:`accumulate_step`):
   zero gradients, zero metric sums and the step's pending memory bank (the current one)."""
   zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
-  sums = {k: jnp.zeros((), jnp.float32) for k in _METRICS}
+  sums = {k: jnp.zeros((), jnp.float32) for k in _metric_names(model)}
   return {"grads": zeros, "sums": sums, "memory": state.memory}
 
 
@@ -107,12 +86,13 @@ def accumulate_step(state, acc, batch, hparams, *, model, use_memory: bool,
     batch: one device's micro-batch (see the module docstring).
     hparams: dict of float32 scalars from the epoch plan: ``learning_rate``, ``spl_weight``,
       ``pseudo_weight``, ``label_mode``, ``delta_scale``.
-    model: the RSKP module (static).
-    use_memory: whether the memory branch ``r`` is on (static: it changes the graph); the
+    model: the backbone (``models.backbone.Backbone``, static).
+    use_memory: whether RSKP's memory branch ``r`` is on (static: it changes the graph); the
       batch's EM tokens are then inserted in the pending bank (top-``L`` of a union, so the order
-      of micro-batches does not matter).
-    pseudo_frame_coef: weight of branch ``o`` in the pseudo-label loss, ``1 -`` it of ``m``
-      (``config.pseudo.frame_coef``, 0.8: the authors' ``utils/utils.py:compute_distloss``).
+      of micro-batches does not matter). Only for a model with ``uses_memory``.
+    pseudo_frame_coef: weight of the model's first branch in the pseudo-label loss
+      (``config.pseudo.frame_coef``, 0.8: RSKP's ``o`` vs ``m``, the authors'
+      ``utils/utils.py:compute_distloss``; see ``Backbone.pseudo_label_loss``).
     max_labels: the most labels of a training video (static): the memory branch then walks over
       only the slots of as many classes (``memory.read_memory``); None walks over all of them.
 
@@ -124,23 +104,19 @@ def accumulate_step(state, acc, batch, hparams, *, model, use_memory: bool,
   mask = batch["video_mask"].astype(jnp.float32)
   pseudo = _batch_pseudo_labels(state.generations, batch, hparams["label_mode"],
                                 hparams["delta_scale"])
-  mem_tokens = mem_mask = None
+  memory = {}
   if use_memory:
-    mem_tokens, mem_mask = memory_lib.read_memory(state.memory, batch["labels"],
-                                                  max_labels=max_labels)
+    memory = dict(zip(("memory_tokens", "memory_mask"), memory_lib.read_memory(
+        state.memory, batch["labels"], max_labels=max_labels)))
 
   def loss_fn(params):
     outputs = model.apply({"params": params}, batch["features"], batch["valid_length"],
-                          mem_tokens, mem_mask, train=True, dropout_keys=keys)
-    per_video, terms = losses.rskp_losses(outputs, batch["labels"], batch["valid_length"],
-                                          spl_weight=hparams["spl_weight"])
+                          train=True, dropout_keys=keys, **memory)
+    per_video, terms = model.losses(outputs, batch["labels"], batch["valid_length"], hparams)
     valid = jnp.arange(batch["features"].shape[1])[None, :] < batch["valid_length"][:, None]
-    pseudo_loss = (
-        pseudo_frame_coef * pl_lib.pseudo_label_loss(outputs["o"]["frame_logits"], pseudo, valid)
-        + (1.0 - pseudo_frame_coef) * pl_lib.pseudo_label_loss(outputs["m"]["frame_logits"],
-                                                               pseudo, valid))
+    pseudo_loss = model.pseudo_label_loss(outputs, pseudo, valid, frame_coef=pseudo_frame_coef)
     per_video = per_video + hparams["pseudo_weight"] * pseudo_loss
-    terms = dict(terms, pseudo=pseudo_loss)
+    terms = {k: terms[k] for k in model.loss_terms} | {"pseudo": pseudo_loss}
     sums = {k: jnp.sum(v * mask) for k, v in terms.items()}
     return jnp.sum(per_video * mask), (outputs, sums)
 
@@ -186,7 +162,7 @@ def train_step(state, batch, hparams, *, model, tx, use_memory: bool, pseudo_fra
   Returns:
     ``(new_state, metrics)`` as :func:`apply_step`.
   """
-  acc = accumulate_step(state, init_accumulator(state), batch, hparams, model=model,
+  acc = accumulate_step(state, init_accumulator(state, model=model), batch, hparams, model=model,
                         use_memory=use_memory, pseudo_frame_coef=pseudo_frame_coef,
                         max_labels=max_labels)
   return apply_step(state, acc, hparams, tx=tx)
@@ -221,7 +197,7 @@ def pseudo_label_instances(params, batch, temperature, rng, *, model,
     ``(instances, stats)`` of ``localization.localize`` (leaves ``[B, C+1, K]``).
   """
   outputs = inference_outputs(params, batch, model=model, rng=rng)
-  cas, video_scores = frame_and_video_scores(outputs, frame_coef=frame_coef, video_coef=video_coef)
+  cas, video_scores = model.scores(outputs, frame_coef=frame_coef, video_coef=video_coef)
   return localization.localize(cas, video_scores, batch["valid_length"], loc_config, temperature)
 
 
@@ -236,7 +212,7 @@ def eval_step(params, batch, *, model, loc_config: localization.LocalizationConf
     ``proposals_dropped`` and ``instances_dropped`` of ``localization.localize``.
   """
   outputs = inference_outputs(params, batch, model=model)
-  cas, video_scores = frame_and_video_scores(outputs, frame_coef=frame_coef, video_coef=video_coef)
+  cas, video_scores = model.scores(outputs, frame_coef=frame_coef, video_coef=video_coef)
   instances, stats = localization.localize(cas[..., :-1], video_scores[..., :-1],
                                            batch["valid_length"], loc_config)
   drops = {k: stats[k] for k in ("proposals_dropped", "instances_dropped")}

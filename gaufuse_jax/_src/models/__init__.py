@@ -1,4 +1,2 @@
-"""Flax models: the RSKP backbone (the authors' ``model/main_branch.py``)."""
-
-from gaufuse_jax._src.models.rskp import RSKP
-from gaufuse_jax._src.models.rskp import snippet_mask
+"""Flax WTAL backbones behind one interface (``backbone.Backbone``): RSKP (the authors'
+``model/main_branch.py``), STPN + embedding and BaS-Net; ``registry`` maps config names to them."""

@@ -13,7 +13,7 @@ Padding: videos are batched as ``[B, T, ...]`` with ``valid_length [B]``. Every 
 (``t >= valid_length``) is zeroed after the embedding and masked out of every sum over time and
 every token assignment (so out of the walk), so the valid part of each output does not depend on
 ``T``. Padded entries of ``frame_logits`` and ``attention`` are 0. Dropout draws one key per
-video and does not depend on ``T`` either (`video_dropout`).
+video and does not depend on ``T`` either (``backbone.video_dropout``).
 """
 
 from __future__ import annotations
@@ -25,26 +25,19 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from gaufuse_jax._src import losses as losses_lib
+from gaufuse_jax._src import pseudo_labels as pl_lib
 from gaufuse_jax._src.models import snippets as snippets_lib
+from gaufuse_jax._src.models.backbone import Backbone
+from gaufuse_jax._src.models.backbone import check_shape
+from gaufuse_jax._src.models.backbone import snippet_mask
+from gaufuse_jax._src.models.backbone import video_dropout
 
 # Epsilons of the authors' code (``model/main_branch.py``): L2 normalisation, EM / walk assignment
 # normalisation over time, attention normalisation over time.
 _NORM_EPS = 1e-9
 _ASSIGN_EPS = 1e-9
 _ATTENTION_EPS = 1e-5
-
-
-def snippet_mask(valid_length, num_snippets: int):
-  """Validity mask of padded snippets.
-
-  Args:
-    valid_length: int array ``[B]``, number of valid snippets of each video.
-    num_snippets: ``T``, the padded length.
-
-  Returns:
-    bool ``[B, T]``, True where ``t < valid_length``.
-  """
-  return jnp.arange(num_snippets)[None, :] < jnp.asarray(valid_length)[:, None]
 
 
 def _inverse_norm(sq):
@@ -266,37 +259,7 @@ def prediction_head(x, mask, class_centres, fg_centre, *, scale: float):
   }
 
 
-def video_dropout(x, keys, rate: float):
-  """Inverted dropout with one PRNG key per video (``model/main_branch.py``'s ``nn.Dropout``).
-
-  Snippet ``t`` of video ``b`` keeps feature ``d`` with probability ``1 - rate`` from
-  ``bernoulli(keys[b], 1 - rate, x.shape[1:])``. With JAX's partitionable threefry (the
-  default), the draw of ``[t, d]`` does not depend on the padded length ``T``, so a video gets the
-  same mask in any batch, padded to any length.
-
-  Args:
-    x: float ``[B, T, D]``.
-    keys: ``[B]`` PRNG keys (new-style or ``uint32 [B, 2]``).
-    rate: drop probability in ``[0, 1)``.
-
-  Returns:
-    float ``[B, T, D]``: ``x / (1 - rate)`` where kept, 0 elsewhere.
-  """
-  if rate == 0.0:
-    return x
-  keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - rate, x.shape[1:]))(keys)
-  return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
-def _check(name, value, shape):
-  """Raise ValueError unless ``value.shape`` matches ``shape`` (None = any size)."""
-  ok = value.ndim == len(shape) and all(s is None or s == v for s, v in zip(shape, value.shape))
-  if not ok:
-    expected = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
-    raise ValueError(f"RSKP: {name} must have shape {expected}, got {tuple(value.shape)}")
-
-
-class RSKP(nn.Module):
+class RSKP(Backbone):
   """RSKP / GauFuse WTAL model (``model/main_branch.py:WSTAL``).
 
   Parameters (as the reference initialises them): ``embedding`` Dense ``D_in -> D`` (xavier
@@ -312,8 +275,6 @@ class RSKP(nn.Module):
   traffic); False gives plain autodiff.
   """
 
-  num_classes: int = 20
-  feature_dim: int = 2048
   num_tokens: int = 8
   em_iterations: int = 2
   dropout_rate: float = 0.6
@@ -322,6 +283,38 @@ class RSKP(nn.Module):
   token_scale: float = 5.0
   walk: Callable = random_walk
   low_rank_backward: bool = True
+
+  uses_memory = True
+  loss_terms = ("fore", "back", "attention", "self_label")
+
+  def losses(self, outputs, labels, valid_length, hparams):
+    """``losses.rskp_losses`` with the epoch's ``hparams["spl_weight"]`` (the authors'
+    ``method.py``)."""
+    return losses_lib.rskp_losses(outputs, labels, valid_length, spl_weight=hparams["spl_weight"])
+
+  def scores(self, outputs, *, frame_coef: float, video_coef: float):
+    """CAS and video scores (the authors' ``utils/utils.py:fuse_current_pred``,
+    ``evaluation/eval.py:ss_eval``).
+
+    ``cas [B, T, C+1] = (frame_coef softmax(o) + (1 - frame_coef) softmax(m)) * attention_o``
+    and ``video_scores [B, C+1] = video_coef o_ca + (1 - video_coef) m_ca``, with ``frame_coef``
+    0.85 at test and 0.8 for pseudo labels, ``video_coef`` 0.6.
+    """
+    o, m = outputs["o"], outputs["m"]
+    probs = (frame_coef * jax.nn.softmax(o["frame_logits"], axis=-1)
+             + (1.0 - frame_coef) * jax.nn.softmax(m["frame_logits"], axis=-1))
+    cas = probs * o["attention"][..., None]
+    return cas, video_coef * o["video_ca"] + (1.0 - video_coef) * m["video_ca"]
+
+  def pseudo_label_loss(self, outputs, labels, valid, *, frame_coef: float):
+    """``frame_coef`` times the loss on branch ``o``'s frame logits plus ``1 - frame_coef``
+    times it on ``m``'s (the authors' ``utils/utils.py:compute_distloss``; 0.8)."""
+    loss = lambda branch: pl_lib.pseudo_label_loss(outputs[branch]["frame_logits"], labels, valid)
+    return frame_coef * loss("o") + (1.0 - frame_coef) * loss("m")
+
+  def attention(self, outputs):
+    """Branch ``o``'s attention ``[B, T]``."""
+    return outputs["o"]["attention"]
 
   @nn.compact
   def __call__(self, features, valid_length, memory_tokens=None, memory_mask=None, *,
@@ -349,9 +342,9 @@ class RSKP(nn.Module):
       ValueError: on inconsistent shapes.
     """
     features, valid_length = jnp.asarray(features), jnp.asarray(valid_length)
-    _check("features", features, (None, None, None))
+    check_shape("RSKP", "features", features, (None, None, None))
     b, t, _ = features.shape
-    _check("valid_length", valid_length, (b,))
+    check_shape("RSKP", "valid_length", valid_length, (b,))
     d, c1 = self.feature_dim, self.num_classes + 1
     xavier = nn.initializers.xavier_uniform()
 
@@ -372,11 +365,11 @@ class RSKP(nn.Module):
     memory = None
     if memory_tokens is not None:
       memory_tokens = jnp.asarray(memory_tokens)
-      _check("memory_tokens", memory_tokens, (b, None, d))
+      check_shape("RSKP", "memory_tokens", memory_tokens, (b, None, d))
       if memory_mask is None:
         memory_mask = jnp.ones(memory_tokens.shape[:2], bool)
       memory_mask = jnp.asarray(memory_mask, bool)
-      _check("memory_mask", memory_mask, memory_tokens.shape[:2])
+      check_shape("RSKP", "memory_mask", memory_mask, memory_tokens.shape[:2])
       memory = (jax.lax.stop_gradient(memory_tokens), memory_mask)
     elif memory_mask is not None:
       raise ValueError("RSKP: memory_mask given without memory_tokens")
