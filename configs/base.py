@@ -27,14 +27,26 @@ def localization_settings(*, omit=(), **overrides) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({k: v for k, v in values.items() if k not in omit})
 
 
-def model_settings(backbone: str) -> ml_collections.ConfigDict:
-  """``config.model`` for ``backbone`` (a name of ``gaufuse_jax.register_backbone``): its name and
-  its own fields at their defaults (the backbone paper's settings), each settable from the
-  command line, e.g. ``--config.model.dropout_rate=0.5``."""
+# Each backbone's own test-time CAS rule, where it differs from the authors' RSKP settings: the
+# CAS thresholds and class gate of the localization (tests and pseudo labels alike).
+BACKBONE_LOCALIZATION = {
+    # BaSNet-pytorch config.py (act_thresh) and main.py (class_th) on its min-max normalised CAS.
+    "basnet": dict(thresholds=tuple(round(0.025 * i, 3) for i in range(10)), class_threshold=0.25),
+}
+
+
+def use_backbone(c: ml_collections.ConfigDict, backbone: str) -> ml_collections.ConfigDict:
+  """``c`` with ``config.model`` for ``backbone`` (a name of ``gaufuse_jax.register_backbone``):
+  its name and its own fields at their defaults (the backbone paper's settings), each settable
+  from the command line (e.g. ``--config.model.dropout_rate=0.5``), and the localization
+  settings of its own CAS rule (``BACKBONE_LOCALIZATION``)."""
   cls = get_backbone(backbone)
   defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-  return ml_collections.ConfigDict(
+  c.model = ml_collections.ConfigDict(
       {"backbone": backbone, **{k: defaults[k] for k in registry.backbone_fields(cls)}})
+  for localization in (c.eval.localization, c.pseudo.localization):
+    localization.update(BACKBONE_LOCALIZATION.get(backbone, {}))
+  return c
 
 
 def with_method(c: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:

@@ -8,9 +8,10 @@ features, with GauFuse's pseudo labels and test-time fusion (the paper's Table 5
       --workdir=runs/th14_basnet_bb \
       --config.data.data_dir=/path/to/Thumos14reduced
 
-The reference schedule and optimizer of ``thumos14.py`` (350 epochs); the model fields are the
-BaS-Net paper's (``gaufuse_jax.BaSNet``). Expected result: not measured (the feature file is not
-available on this machine); the semi-synthetic Table 5 is ``thumos14_synth_basnet.py``.
+The reference schedule and optimizer of ``thumos14.py`` (350 epochs); the model fields, CAS
+thresholds and class gate are the BaS-Net paper's (``gaufuse_jax.BaSNet``). Expected result:
+not measured (the feature file is not available on this machine); the semi-synthetic Table 5 is
+``thumos14_synth_basnet.py``.
 """
 
 from configs import base
@@ -19,5 +20,4 @@ from configs import thumos14
 
 def get_config(method: str = "gaufuse"):
   c = thumos14.get_config()
-  c.model = base.model_settings("basnet")
-  return base.with_method(c, method)
+  return base.with_method(base.use_backbone(c, "basnet"), method)

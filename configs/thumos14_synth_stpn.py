@@ -15,5 +15,4 @@ from configs import thumos14_synth
 
 def get_config(method: str = "gaufuse"):
   c = thumos14_synth.get_config()
-  c.model = base.model_settings("stpn")
-  return base.with_method(c, method)
+  return base.with_method(base.use_backbone(c, "stpn"), method)

@@ -172,8 +172,7 @@ def test_stpn_follows_its_equations():
 def test_one_train_step_uses_the_backbone_loss_and_the_pseudo_labels(name):
   """One optimizer step of the library's training step: finite loss terms of the backbone,
   changed parameters, and a pseudo-label term that changes the update."""
-  config = tiny.get_config()
-  config.model = base.model_settings(name)
+  config = base.use_backbone(tiny.get_config(), name)
   config.model.update(SMALL[name])
   ds, _ = embedded.make_embedded_dataset(seed=0, num_train=4, num_test=1, num_classes=C,
                                          feature_dim=D)
@@ -260,8 +259,7 @@ def test_the_registry_and_the_config_name_the_backbone():
     gaufuse_jax.register_backbone("dense", nn.Dense)
   with pytest.raises(ValueError, match="'rskp' is already RSKP"):
     gaufuse_jax.register_backbone("rskp", TinyBackbone)
-  config = tiny.get_config()
-  config.model = base.model_settings("stpn")
+  config = base.use_backbone(tiny.get_config(), "stpn")
   config.model.num_tokens = 8  # an RSKP field
   config.model.dropout_rate = 1.5
   with pytest.raises(config_validation.ConfigError, match=r"(?s)2 bad config field.*"

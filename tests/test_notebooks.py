@@ -104,3 +104,16 @@ def test_inspect_run(run, monkeypatch):
   first = next(n for n, s in zip(run.test_ds.video_names, run.test_ds.segments) if len(s))
   assert f"{first}.png\nmap_vs_tiou_test.png\n" in text
   assert images == 3  # training curves, the video, mAP vs tIoU
+
+
+def test_plug_in():
+  """A backbone defined in the notebook, registered and trained by ``train_and_evaluate`` with
+  GauFuse pseudo labels (three generations), then its plots of a training video."""
+  text, kernel, images = _execute("plug_in.ipynb", dump=(
+      "dict(generations=generations, metrics=metrics, plots=[p.name for p in plots])"))
+  assert kernel["generations"] == 3
+  assert len(re.findall(r"generation at epoch \d+: [1-9]\d* fused instances", text)) == 3
+  pseudo = _floats(r"epoch 12: video_ce .* pseudo (.*)", text)
+  assert pseudo[0] != 0.0  # the labels are in the loss
+  assert np.isfinite(kernel["metrics"]["wtalc/mAP@0.1:0.7"])
+  assert images == 1 and len(kernel["plots"]) == 1

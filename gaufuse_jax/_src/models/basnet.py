@@ -3,9 +3,10 @@ supervised Temporal Action Localization*, AAAI 2020; the authors' ``BaSNet-pytor
 ``train.py``), in Flax: the background-modelling family of GauFuse's Table 5.
 
 A CAS module (Conv1d ``D_in -> D`` and ``D -> D``, kernels 3, LeakyReLU each, dropout 0.7,
-Conv1d ``D -> C + 1``, kernel 1, no bias; the last class is background; ``D = 2048``) scores two branches: the base branch on the
-features and the suppression branch on ``w_t x_t``, where the filter module (Conv1d ``D_in ->
-512``, LeakyReLU, Conv1d ``512 -> 1``, sigmoid; kernels 1) gives the foreground weight ``w_t``.
+Conv1d ``D -> C + 1``, kernel 1, no bias; the last class is background; ``D = 2048``) scores
+two branches: the base branch on the features and the suppression branch on ``w_t x_t``, where
+the filter module (Conv1d ``D_in -> 512``, LeakyReLU, Conv1d ``512 -> 1``, sigmoid; kernels 1)
+gives the foreground weight ``w_t``.
 Video scores are the softmax of the top-``k`` mean of each branch's CAS (``k = T // 8`` of each
 video's own length; the authors crop every training video to 750 snippets, ``k = 93``). Loss:
 binary cross entropy of the base scores against ``[y, 1]`` and of the suppression scores
