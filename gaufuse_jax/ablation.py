@@ -67,6 +67,12 @@ TABLE3 = (
     ("fusion, uniform template", "delta", "fusion_uniform"),
     ("fusion, Student-t template", "delta", "fusion_student_t"),
 )
+# (label, method (variant, setting), baseline (variant, setting)): per-seed comparisons, as the
+# paper's Table 5 (a backbone alone vs the same backbone with GauFuse's labels and fusion).
+PAIRS = (
+    ("GauFuse (Δ labels, fusion at test) - backbone alone (NMS at test)", ("delta", "fusion"),
+     ("backbone", "nms")),
+)
 TRAINING_VARIANTS = ("backbone", "linpro_nms", "linpro_fusion", "delta")
 METRICS = (
     "wtalc/mAP@0.1:0.7", "wtalc/mAP@0.5", "activitynet/mAP@0.5:0.05:0.95", "cmAP")
@@ -224,5 +230,29 @@ def format_tables(results: dict, *, rows_by_title=None, metrics=METRICS) -> str:
         values = np.array([r[m] for r in per_seed.values()], np.float64)
         cells.append(f"{values.mean():.2f} ± {values.std():.2f}" if values.size else "n/a")
       out.append(f"| {label} | " + " | ".join(cells) + f" | {len(per_seed)} |")
+    out.append("")
+  return "\n".join(out)
+
+
+def format_paired(results: dict, *, pairs=PAIRS, metrics=METRICS) -> str:
+  """Markdown tables of the per-seed differences of each pair of ``pairs`` (method minus baseline,
+  on the seeds that have both; percent), with their mean ± std; pairs without a common seed are
+  left out."""
+  out = []
+  for label, (variant, setting), (base_variant, base_setting) in pairs:
+    method = results.get(variant, {}).get(setting, {})
+    baseline = results.get(base_variant, {}).get(base_setting, {})
+    seeds = sorted(set(method) & set(baseline), key=int)
+    if not seeds:
+      continue
+    out += [f"**Paired per-seed differences: {label}**", "",
+            "| seed | " + " | ".join(metrics) + " |", "|--:|" + "--:|" * len(metrics)]
+    diffs = {m: np.array([method[s][m] - baseline[s][m] for s in seeds]) for m in metrics}
+    for i, s in enumerate(seeds):
+      out.append(f"| {s} | " + " | ".join(
+          f"{baseline[s][m]:.2f} -> {method[s][m]:.2f} ({diffs[m][i]:+.2f})" for m in metrics)
+                 + " |")
+    out.append("| mean ± std | " + " | ".join(
+        f"{diffs[m].mean():+.2f} ± {diffs[m].std():.2f}" for m in metrics) + " |")
     out.append("")
   return "\n".join(out)

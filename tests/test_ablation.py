@@ -65,6 +65,16 @@ def test_format_tables_mean_and_std_over_seeds():
   assert "| missing | n/a | 0 |" in text
 
 
+def test_format_paired_differences_per_seed():
+  results = {"delta": {"fusion": {"0": {"a": 30.0}, "1": {"a": 25.0}, "2": {"a": 40.0}}},
+             "backbone": {"nms": {"0": {"a": 20.0}, "2": {"a": 41.0}}}}
+  text = ablation.format_paired(results, metrics=("a",))
+  assert "| 0 | 20.00 -> 30.00 (+10.00) |" in text and "| 2 | 41.00 -> 40.00 (-1.00) |" in text
+  assert "| 1 |" not in text  # seed 1 has no baseline
+  assert "| mean ± std | +4.50 ± 5.50 |" in text
+  assert ablation.format_paired({"delta": results["delta"]}, metrics=("a",)) == ""
+
+
 def test_select_rows():
   rows = ablation.select_rows(ablation.TABLE4 + ablation.TABLE3, variants=["backbone", "delta"],
                               settings=["nms", "fusion"])

@@ -1,5 +1,7 @@
 """The schedule fires at the reference epochs (reference §3/§4 tables)."""
 
+import dataclasses
+
 import pytest
 
 from gaufuse_jax._src import schedule
@@ -69,3 +71,21 @@ def test_plan_names_every_phase_and_warns_when_the_run_skips_the_method():
   assert schedule.describe_plan(c.schedule, eval_every=7, checkpoint_every=4)[1] == [
       "pseudo-label generations at epochs [21, 22, 24] fall outside num_epochs=21: they never "
       "run", "no epoch trains with Δ pseudo labels (from epoch 21, num_epochs=21)"]
+
+
+def test_a_backbone_without_memory_never_uses_it():
+  """Same labels, weights and generations; no memory branch, no memory filling, and the plan
+  says so (and does not warn that the memory branch is never trained)."""
+  ref = schedule.reference_schedule()
+  for epoch in (0, 100, 101, 200, 260, 349):
+    with_memory = schedule.epoch_plan(ref, epoch)
+    without = schedule.epoch_plan(ref, epoch, memory=False)
+    assert not without.use_memory and not without.init_memory_after
+    assert dataclasses.replace(with_memory, use_memory=False, init_memory_after=False) == without
+  assert schedule.epoch_plan(ref, 100).init_memory_after
+  ref.num_epochs = 50  # ends within the warm-up
+  plan, warnings = schedule.describe_plan(ref, eval_every=5, checkpoint_every=5, memory=False)
+  assert "no memory bank (the backbone has none)" in plan
+  assert not any("memory" in w for w in warnings)
+  assert any("memory branch is never trained" in w
+             for w in schedule.describe_plan(ref, eval_every=5, checkpoint_every=5)[1])
