@@ -270,3 +270,34 @@ def test_the_registry_and_the_config_name_the_backbone():
   with pytest.raises(config_validation.ConfigError, match=r"config\.model\.backbone: expected a "
                      r"registered name \[.*'stpn'.*\] or an importable .*found 'stpm'"):
     config_validation.validate_config(config, data=False)
+
+
+class _NoBackground(TinyBackbone):
+  def scores(self, outputs, *, frame_coef, video_coef):
+    cas, video = super().scores(outputs, frame_coef=frame_coef, video_coef=video_coef)
+    return cas[..., :-1], video
+
+
+class _WrongTerms(TinyBackbone):
+  loss_terms = ("video_ce", "sparsity")
+
+
+class _Broken(TinyBackbone):
+  def snippet_log_probs(self, outputs):
+    return outputs["log_probs"]
+
+
+@pytest.mark.parametrize("cls, message", [
+    (_NoBackground, r"scores\(\) CAS must be a float array of shape \[2, 16, 4\] for B=2 videos, "
+                    r"T=16 snippets, C\+1=4 classes; found float32\[2, 16, 3\]"),
+    (_WrongTerms, r"losses\(\) must return \(loss, terms\) with a term for each of loss_terms "
+                  r"\('video_ce', 'sparsity'\), found \['video_ce'\]"),
+    (_Broken, r"a forward pass, .* failed: KeyError: 'log_probs'"),
+])
+def test_a_wrong_user_backbone_is_named_before_any_work(cls, message):
+  config = tiny.get_config()
+  config.model = ml_collections.ConfigDict({"backbone": f"{__name__}:{cls.__name__}"})
+  ds, _ = embedded.make_embedded_dataset(seed=0, num_train=2, num_test=1, num_classes=C,
+                                         feature_dim=D)
+  with pytest.raises(ValueError, match=rf"backbone {cls.__name__}: {message}"):
+    programs.build_model(config, ds)

@@ -24,10 +24,13 @@ from gaufuse_jax._src.models import registry
 
 def build_model(config, dataset) -> backbone_lib.Backbone:
   """The backbone ``config.model.backbone`` (``registry.get_backbone``) for ``dataset``'s classes
-  and feature size, with the other ``config.model`` fields."""
+  and feature size, with the other ``config.model`` fields, checked
+  (``backbone.check_backbone``: a ValueError names what a user's backbone got wrong)."""
   fields = dict(config.model)
   cls = registry.get_backbone(fields.pop("backbone", "rskp"))
-  return cls(num_classes=dataset.num_classes, feature_dim=dataset.feature_dim, **fields)
+  model = cls(num_classes=dataset.num_classes, feature_dim=dataset.feature_dim, **fields)
+  backbone_lib.check_backbone(model, dataset.feature_dim)
+  return model
 
 
 class TrainSteps(NamedTuple):

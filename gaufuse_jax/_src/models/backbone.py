@@ -82,8 +82,8 @@ class Backbone(nn.Module):
     uses_memory: class attribute; True when ``__call__`` takes ``memory_tokens`` and
       ``memory_mask`` and the outputs hold ``"tokens"`` / ``"token_scores"`` for the memory bank
       (``memory.update_memory``; only RSKP).
-    loss_terms: class attribute; the names of the per-video terms :meth:`losses` returns (the
-      logged metrics).
+    loss_terms: class attribute; the names of the per-video terms of :meth:`losses` that are
+      logged (``train/<name>``).
   """
 
   num_classes: int = 20
@@ -174,3 +174,58 @@ def video_dropout(x, keys, rate: float):
     return x
   keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - rate, x.shape[1:]))(keys)
   return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+# The epoch hyper-parameters a backbone's ``losses`` may read (``schedule.EpochPlan``).
+_HPARAMS = {"learning_rate": 1e-3, "spl_weight": 1.0, "pseudo_weight": 1.0, "label_mode": 0,
+            "delta_scale": 0.0}
+
+
+def check_backbone(model: Backbone, feature_dim: int) -> None:
+  """Checks that ``model`` gives what the library reads, on abstract values (nothing runs or
+  compiles): two padded videos through ``init``, ``__call__`` (train and test), ``losses``,
+  ``scores``, ``pseudo_label_loss`` and ``attention``.
+
+  Raises:
+    TypeError: ``model`` is not a :class:`Backbone`.
+    ValueError: naming the method whose output has the wrong structure, shape or dtype, or whose
+      call failed (with its error).
+  """
+  if not isinstance(model, Backbone):
+    raise TypeError(f"{type(model).__name__} is not a subclass of gaufuse_jax.Backbone")
+  name, b, t, c1 = type(model).__name__, 2, 16, model.num_classes + 1
+  features = jax.ShapeDtypeStruct((b, t, feature_dim), jnp.float32)
+  lengths = jnp.array([t, t // 2], jnp.int32)
+  labels = jnp.ones((b, c1 - 1), jnp.float32)
+
+  def run(features):
+    params = model.init(jax.random.PRNGKey(0), features, lengths, train=False)
+    out = model.apply(params, features, lengths, train=True,
+                      dropout_keys=jax.random.split(jax.random.PRNGKey(1), b))
+    loss, terms = model.losses(out, labels, lengths, _HPARAMS)
+    cas, video = model.scores(out, frame_coef=0.8, video_coef=0.6)
+    pseudo = model.pseudo_label_loss(out, jnp.zeros((b, t, c1)), snippet_mask(lengths, t),
+                                     frame_coef=0.8)
+    return loss, terms, cas, video, pseudo, model.attention(out)
+
+  try:
+    loss, terms, cas, video, pseudo, attention = jax.eval_shape(run, features)
+  except Exception as e:  # the user's code: name the model, keep the cause
+    raise ValueError(f"backbone {name}: a forward pass, losses, scores or pseudo-label loss on "
+                     f"2 videos of [{t}, {feature_dim}] features failed: "
+                     f"{type(e).__name__}: {e}") from e
+  expected = {"losses() loss": (loss, (b,)), "scores() CAS": (cas, (b, t, c1)),
+              "scores() video scores": (video, (b, c1)), "pseudo_label_loss()": (pseudo, (b,))}
+  if attention is not None:
+    expected["attention()"] = (attention, (b, t))
+  if not isinstance(terms, dict) or not set(model.loss_terms) <= set(terms):
+    raise ValueError(f"backbone {name}: losses() must return (loss, terms) with a term for each "
+                     f"of loss_terms {tuple(model.loss_terms)}, found "
+                     f"{sorted(terms) if isinstance(terms, dict) else type(terms).__name__}")
+  expected.update({f"losses() term {k!r}": (terms[k], (b,)) for k in model.loss_terms})
+  for what, (value, shape) in expected.items():
+    if getattr(value, "shape", None) != shape or not jnp.issubdtype(value.dtype, jnp.floating):
+      found = (f"{value.dtype}{list(value.shape)}" if hasattr(value, "shape")
+               else type(value).__name__)
+      raise ValueError(f"backbone {name}: {what} must be a float array of shape {list(shape)} "
+                       f"for B={b} videos, T={t} snippets, C+1={c1} classes; found {found}")
