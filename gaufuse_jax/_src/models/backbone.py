@@ -55,7 +55,7 @@ def check_shape(owner: str, name: str, value, shape) -> None:
 def top_k_mean(x, valid_length, fraction: int):
   """Mean of the ``k = max(valid_length // fraction, 1)`` largest valid values over time.
 
-  The video-level pooling of W-TALC-style backbones (BaS-Net ``model.py``, STPN's top-k variant).
+  The video-level pooling of W-TALC-style backbones (e.g. BaS-Net's ``model.py``).
 
   Args:
     x: float ``[B, T, C]``.
@@ -77,7 +77,7 @@ class Backbone(nn.Module):
   """Base class of the WTAL models the library trains (module docstring).
 
   Attributes:
-    num_classes: ``C``, action classes (the library adds background as class ``C``).
+    num_classes: ``C``, action classes (:meth:`scores` adds background as class ``C``).
     feature_dim: ``D``, the width of the model's embedding.
     uses_memory: class attribute; True when ``__call__`` takes ``memory_tokens`` and
       ``memory_mask`` and the outputs hold ``"tokens"`` / ``"token_scores"`` for the memory bank
