@@ -19,6 +19,7 @@ resumable, so an interrupted ablation continues where it stopped.
 
 from __future__ import annotations
 
+import gc
 import json
 import pathlib
 import shutil
@@ -210,6 +211,11 @@ def run_ablation(config: ml_collections.ConfigDict, workdir, seeds, *,
         model = programs.build_model(cfg, train_ds)
         for setting in needed[variant]:
           evaluate(cfg, model, raw["params"], variant, setting, seed)
+      # Every run compiles its own programs, and their machine code stays mapped until released:
+      # an ablation of many runs in one process would exhaust Linux's default vm.max_map_count
+      # (65,530 mappings), and XLA then fails to compile ("Cannot allocate memory").
+      jax.clear_caches()
+      gc.collect()
   return results
 
 
