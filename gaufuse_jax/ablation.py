@@ -219,14 +219,18 @@ def run_ablation(config: ml_collections.ConfigDict, workdir, seeds, *,
   return results
 
 
-def format_tables(results: dict, *, rows_by_title=None, metrics=METRICS) -> str:
+def format_tables(results: dict, *, rows_by_title=None, metrics=METRICS, keep=None) -> str:
   """Markdown tables, one per title, of mean ± std over seeds (percent) of ``results`` (as
-  ``run_ablation`` returns). Cells without results read "n/a"."""
+  ``run_ablation`` returns), with only the rows in ``keep`` when given (e.g. those of
+  :func:`select_rows`). Cells without results read "n/a"."""
   rows_by_title = rows_by_title or {
       "Table 4: pseudo-label components": TABLE4,
       "Table 3: test-time post-processing of the full method": TABLE3}
   out = []
   for title, rows in rows_by_title.items():
+    rows = [r for r in rows if keep is None or r in keep]
+    if not rows:
+      continue
     out += [f"**{title}**", "", "| | " + " | ".join(metrics) + " | seeds |",
             "|:--|" + "--:|" * (len(metrics) + 1)]
     for label, variant, setting in rows:

@@ -43,7 +43,7 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(f"--variants / --settings: {e}") from e
   results = ablation.run_ablation(FLAGS.config, FLAGS.workdir, seeds, rows=rows)
-  table = ablation.format_tables(results) + "\n" + ablation.format_paired(results)
+  table = ablation.format_tables(results, keep=rows) + "\n" + ablation.format_paired(results)
   pathlib.Path(FLAGS.workdir, "ablation.md").write_text(table)
   print(table)
 

@@ -63,6 +63,9 @@ def test_format_tables_mean_and_std_over_seeds():
   text = ablation.format_tables(results, rows_by_title=rows, metrics=("a",))
   assert "| full | 22.00 ± 10.71 | 3 |" in text  # numpy std (ddof=0) of 10, 20, 36
   assert "| missing | n/a | 0 |" in text
+  kept = ablation.format_tables(results, rows_by_title=rows, metrics=("a",),
+                                keep=[("full", "delta", "nms")])
+  assert "| full |" in kept and "missing" not in kept
 
 
 def test_format_paired_differences_per_seed():
