@@ -40,10 +40,11 @@ def _videos(lengths, t_pad, seed=0):
 
 
 @pytest.mark.parametrize("name", ["stpn", "basnet"])
-@pytest.mark.parametrize("train_mode", [False, True])
-def test_padding_and_batching_change_nothing(name, train_mode):
+def test_padding_and_batching_change_nothing(name):
   """Each video alone, unpadded, equals its row of a batch padded with garbage to a longer T:
-  outputs, CAS, video scores, losses and pseudo-label loss (dropout on: one key per video)."""
+  outputs, CAS, video scores, losses and pseudo-label loss, in training mode (dropout on: one
+  key per video; without dropout the same code runs minus the masks)."""
+  train_mode = True
   model = _model(name)
   lengths = [11, 5, 8]
   x, n = _videos(lengths, 16)
@@ -168,16 +169,21 @@ def test_stpn_follows_its_equations():
   np.testing.assert_allclose(np.exp(model.snippet_log_probs(out)).sum(-1)[0], 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["stpn", "basnet"])
+@pytest.mark.parametrize("name", ["stpn", "basnet", "user"])
 def test_one_train_step_uses_the_backbone_loss_and_the_pseudo_labels(name):
   """One optimizer step of the library's training step: finite loss terms of the backbone,
-  changed parameters, and a pseudo-label term that changes the update."""
-  config = base.use_backbone(tiny.get_config(), name)
-  config.model.update(SMALL[name])
+  changed parameters, and a pseudo-label term that changes the update; ``user`` is a module
+  defined in this file, selected as ``"module:Class"``."""
+  if name == "user":
+    config = tiny.get_config()
+    config.model = ml_collections.ConfigDict({"backbone": f"{__name__}:TinyBackbone"})
+  else:
+    config = base.use_backbone(tiny.get_config(), name)
+    config.model.update(SMALL[name])
   ds, _ = embedded.make_embedded_dataset(seed=0, num_train=4, num_test=1, num_classes=C,
                                          feature_dim=D)
   model = programs.build_model(config, ds)
-  assert type(model).__name__ == {"stpn": "STPN", "basnet": "BaSNet"}[name]
+  assert type(model).__name__ == {"stpn": "STPN", "basnet": "BaSNet", "user": "TinyBackbone"}[name]
   tx = train_state_lib.make_optimizer(config)
   t_max = int(ds.lengths.max())
   state = train_state_lib.create_train_state(
@@ -233,6 +239,7 @@ class TinyBackbone(gaufuse_jax.Backbone):
     return jax.nn.log_softmax(outputs["logits"], -1)
 
 
+@pytest.mark.slow  # the default run trains a user's backbone end to end in plug_in.ipynb
 def test_a_user_backbone_trains_end_to_end_with_gaufuse(tmp_path):
   """A module defined here, registered by name, trained by ``train_and_evaluate`` through every
   phase of the schedule (its memory phases skipped): pseudo labels generated and used."""

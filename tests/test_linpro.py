@@ -114,8 +114,8 @@ def test_constraints_gaufuse_rule():
   np.testing.assert_array_equal(np.flatnonzero(a[2] > 0), np.arange(190, 199))
 
 
-@pytest.mark.parametrize("normalize,rule,block_rows,num", [("sum", "gaufuse", 8, 160),
-                                                           ("mean", "wtalc", 8, 60)])
+@pytest.mark.parametrize("normalize,rule,block_rows,num", [
+    ("sum", "gaufuse", 8, 160), pytest.param("mean", "wtalc", 8, 60, marks=pytest.mark.slow)])
 def test_reduced_lp_equals_full_lp_highs(normalize, rule, block_rows, num):
   num_snippets = 48
   segments, scores, valid, length = _random_problems(0, num, 6, num_snippets)
@@ -129,6 +129,7 @@ def test_reduced_lp_equals_full_lp_highs(normalize, rule, block_rows, num):
   assert counts["feasible"] >= num // 3 and counts["infeasible"] >= 5, counts
 
 
+@pytest.mark.slow  # blocks against HiGHS: also test_reduced_lp_equals_full_lp_highs
 def test_block_decomposition_against_highs():
   # Long videos with short, mostly separate instances: blocks of 2 rows must reproduce HiGHS.
   num_snippets = 120
