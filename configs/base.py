@@ -36,14 +36,16 @@ BACKBONE_LOCALIZATION = {
 
 
 def use_backbone(c: ml_collections.ConfigDict, backbone: str) -> ml_collections.ConfigDict:
-  """``c`` with ``config.model`` for ``backbone`` (a name of ``gaufuse_jax.register_backbone``):
-  its name and its own fields at their defaults (the backbone paper's settings), each settable
-  from the command line (e.g. ``--config.model.dropout_rate=0.5``), and the localization
-  settings of its own CAS rule (``BACKBONE_LOCALIZATION``)."""
+  """``c`` with ``config.model`` for ``backbone`` (a name of ``gaufuse_jax.register_backbone`` or
+  ``"package.module:Class"``): its name and its own fields with defaults (the backbone paper's
+  settings), each settable from the command line (e.g. ``--config.model.dropout_rate=0.5``), and
+  the localization settings of its own CAS rule (``BACKBONE_LOCALIZATION``)."""
   cls = get_backbone(backbone)
-  defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+  defaults = {f.name: f.default for f in dataclasses.fields(cls)
+              if f.default is not dataclasses.MISSING}
   c.model = ml_collections.ConfigDict(
-      {"backbone": backbone, **{k: defaults[k] for k in registry.backbone_fields(cls)}})
+      {"backbone": backbone, **{k: defaults[k] for k in registry.backbone_fields(cls)
+                                if k in defaults}})
   for localization in (c.eval.localization, c.pseudo.localization):
     localization.update(BACKBONE_LOCALIZATION.get(backbone, {}))
   return c

@@ -273,6 +273,9 @@ def test_the_registry_and_the_config_name_the_backbone():
                      r"config\.model\.num_tokens: expected a field of the STPN backbone.*"
                      r"config\.model\.dropout_rate"):
     config_validation.validate_config(config, data=False)
+  config = base.use_backbone(tiny.get_config(), f"{__name__}:TinyBackbone")
+  assert config.model.to_dict() == {"backbone": f"{__name__}:TinyBackbone", "hidden": 16}
+  config_validation.validate_config(config, data=False)
   config.model = ml_collections.ConfigDict({"backbone": "stpm"})
   with pytest.raises(config_validation.ConfigError, match=r"config\.model\.backbone: expected a "
                      r"registered name \[.*'stpn'.*\] or an importable .*found 'stpm'"):

@@ -162,7 +162,8 @@ def _model_and_optimizer(c: _Checker) -> None:
     fields = set(registry.backbone_fields(cls)) - {"walk"}
     for key in model:
       if key != "backbone" and key not in fields:
-        c.add(f"model.{key}", f"a field of the {cls.__name__} backbone (one of {sorted(fields)})",
+        c.add(f"model.{key}", f"a field of the {cls.__name__} backbone (one of {sorted(fields)}; "
+              f"configs/base.py:use_backbone gives a config the fields of its backbone)",
               model[key])
   for field in ("num_tokens", "em_iterations", "attention_dim", "filter_dim"):
     if field in model:
