@@ -1,4 +1,4 @@
-"""The schedule fires at the reference epochs (reference §3/§4 tables)."""
+"""The schedule fires at the authors' epochs (their options.py and method.py)."""
 
 import dataclasses
 
