@@ -66,6 +66,22 @@ def _fail(message: str) -> None:
   sys.exit(1)
 
 
+def _unknown_field(error, argv) -> str:
+  """The message of ml_collections' error for a config field that does not exist: the field,
+  the argument that names it, and the closest match when there is one."""
+  text = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+  while len(text) > 1 and text[:1] == text[-1:] and text[:1] in "'\"":  # reprs around it
+    try:
+      text = ast.literal_eval(text)
+    except (SyntaxError, ValueError):
+      break
+  name, _, hint = text.partition("\n")
+  name = name.strip("'\"")
+  given = [a.split("=")[0] for a in argv[1:] if name and f".{name}" in a.split("=")[0]]
+  where = f" (in {given[0]})" if given else ""
+  return f"no such config field {name!r}{where}" + (f". {hint.strip()}" if hint else "")
+
+
 def run(main) -> None:
   """``absl.app.run(main)`` with a user's mistakes reported in one message (module docstring)."""
   from absl import app  # pylint: disable=import-outside-toplevel
@@ -74,13 +90,18 @@ def run(main) -> None:
   def parse(argv):
     try:
       return flags.FLAGS(argv)
+    except flags.IllegalFlagValueError as e:  # a value that does not parse, a config file that
+      message = str(e)                        # raised while it was loaded (with its traceback)
+      if "Error whilst parsing config file" in message:
+        message = (message.split(":", 1)[0] + ": "
+                   + [line for line in message.splitlines() if line.strip()][-1])
+      _fail(f"command line: {message}")
     except flags.Error:
       raise  # absl prints these with the usage
-    except Exception as e:  # config_flags: a mistyped field, a config file that fails  # noqa
-      message = str(e)
-      if isinstance(e, AttributeError) and message[:1] == message[-1:] == "'":
-        message = "no such config field " + ast.literal_eval(message).replace("\n", ". ")
-      _fail(f"command line: {message}")
+    except (AttributeError, KeyError) as e:  # config_flags: a mistyped config field
+      _fail(f"command line: {_unknown_field(e, argv)}")
+    except Exception as e:  # a config file that fails  # noqa
+      _fail(f"command line: {e}")
 
   def checked_main(argv):
     try:

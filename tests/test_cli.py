@@ -64,7 +64,14 @@ def test_export_features_then_localize(run, tmp_path):
 def test_user_mistakes_end_in_one_message_and_exit_code_1(tmp_path):
   for args, message in (
       (["launch.train", "--config=configs/tiny.py", "--config.seedd=1", f"--workdir={tmp_path}"],
-       "ERROR: command line: no such config field 'seedd'. Did you mean \"seed\""),
+       "ERROR: command line: no such config field 'seedd' (in --config.seedd). Did you mean "
+       "\"seed\""),
+      (["launch.train", "--config=configs/tiny.py", "--config.model.foo=1",
+        f"--workdir={tmp_path}"],
+       "ERROR: command line: no such config field 'foo' (in --config.model.foo)\n"),
+      (["launch.train", "--config=configs/thumos14_synth_stpn.py:nope", f"--workdir={tmp_path}"],
+       "ERROR: command line: flag --config=configs/thumos14_synth_stpn.py: ValueError: config "
+       "argument: expected a method in ('gaufuse', 'backbone'), got 'nope'\n"),
       (["launch.train", "--config=configs/tiny.py", "--config.schedule.num_epochs=0",
         f"--workdir={tmp_path / 'w'}"],
        "ERROR: 1 bad config field(s):\n  config.schedule.num_epochs: expected an integer >= 1"),
