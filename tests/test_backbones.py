@@ -304,10 +304,15 @@ class _Broken(TinyBackbone):
                   r"\('video_ce', 'sparsity'\), found \['video_ce'\]"),
     (_Broken, r"a forward pass, .* failed: KeyError: 'log_probs'"),
 ])
-def test_a_wrong_user_backbone_is_named_before_any_work(cls, message):
+def test_a_wrong_user_backbone_is_named_before_any_work(cls, message, tmp_path):
   config = tiny.get_config()
   config.model = ml_collections.ConfigDict({"backbone": f"{__name__}:{cls.__name__}"})
   ds, _ = embedded.make_embedded_dataset(seed=0, num_train=2, num_test=1, num_classes=C,
                                          feature_dim=D)
   with pytest.raises(ValueError, match=rf"backbone {cls.__name__}: {message}"):
     programs.build_model(config, ds)
+  # A run is refused by the config check, before any data or file (2 classes there).
+  with pytest.raises(config_validation.ConfigError, match=r"config\.model\.backbone: expected a "
+                     r"backbone that gives what the library reads"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()

@@ -85,7 +85,17 @@ def test_a_backbone_without_memory_never_uses_it():
   assert schedule.epoch_plan(ref, 100).init_memory_after
   ref.num_epochs = 50  # ends within the warm-up
   plan, warnings = schedule.describe_plan(ref, eval_every=5, checkpoint_every=5, memory=False)
-  assert "no memory bank (the backbone has none)" in plan
+  assert "no memory bank (the backbone has none: its own losses until the pseudo labels)" in plan
   assert not any("memory" in w for w in warnings)
   assert any("memory branch is never trained" in w
              for w in schedule.describe_plan(ref, eval_every=5, checkpoint_every=5)[1])
+
+
+def test_the_backbone_alone_is_planned_as_such_without_a_warning():
+  """No generation configured (``configs/*.py:backbone``): the plan says so and warns of
+  nothing."""
+  from configs import thumos14_synth_stpn
+  s = thumos14_synth_stpn.get_config("backbone").schedule
+  plan, warnings = schedule.describe_plan(s, eval_every=5, checkpoint_every=5, memory=False)
+  assert "no pseudo labels: no generation is configured (the backbone alone)" in plan
+  assert "pseudo labels in the loss" not in plan and warnings == []

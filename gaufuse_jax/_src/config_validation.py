@@ -21,6 +21,7 @@ from gaufuse_jax._src.data import embedded
 from gaufuse_jax._src.data import synthetic
 from gaufuse_jax._src.linpro import constraints as linpro_constraints
 from gaufuse_jax._src.linpro import solvers as linpro_solvers
+from gaufuse_jax._src.models import backbone
 from gaufuse_jax._src.models import registry
 
 DATA_SOURCES = ("wtalc", "semisynthetic", "embedded")
@@ -180,6 +181,23 @@ def _model_and_optimizer(c: _Checker) -> None:
   for field in ("sparsity_weight", "norm_weight"):
     if field in model:
       c.number(f"model.{field}", low=0.0)
+  if cls is not None and not any(p.startswith("config.model.") for p in c.problems):
+    _check_backbone(c, cls)
+
+
+def _check_backbone(c: _Checker, cls) -> None:
+  """The backbone itself (``backbone.check_backbone`` on abstract values, 2 classes), before any
+  data is loaded or any file written: a user's module that does not give what the library
+  reads is named here."""
+  feature_dim = c.get("data.feature_dim") if "feature_dim" in c.get("data") else 8
+  if not isinstance(feature_dim, int) or feature_dim < 1:
+    return  # reported with config.data
+  fields = {k: v for k, v in c.get("model").items() if k != "backbone"}
+  try:
+    backbone.check_backbone(cls(num_classes=2, feature_dim=feature_dim, **fields), feature_dim)
+  except (TypeError, ValueError) as e:
+    c.add("model.backbone", f"a backbone that gives what the library reads ({e})",
+          c.get("model").get("backbone", "rskp"))
   c.number("optimizer.b1", low=0.0, high=1.0)
   c.number("optimizer.b2", low=0.0, high=1.0)
   c.number("optimizer.eps", low=0.0, low_open=True)

@@ -182,11 +182,13 @@ def describe_plan(s: ml_collections.ConfigDict, *, eval_every: int, checkpoint_e
       "checkpoints/<k> and metrics steps count the epochs done):",
       f"  warm-up: epochs 0-{min(s.warmup_epochs, last)}; " + (
           f"memory bank filled after epoch {s.warmup_epochs}, memory branch from epoch "
-          f"{s.warmup_epochs + 1}" if memory else "no memory bank (the backbone has none)"),
+          f"{s.warmup_epochs + 1}" if memory else "no memory bank (the backbone has none: its own "
+          "losses until the pseudo labels)"),
       "  pseudo-label generations (start of epoch: fusion temperature): "
       + (", ".join(f"{e}: {t:g}" for e, t in generations if e < n) or "none"),
-      f"  pseudo labels in the loss from epoch {s.pseudo_start + 1}, Δ labels from epoch "
-      f"{s.delta_start + 1}",
+      (f"  pseudo labels in the loss from epoch {s.pseudo_start + 1}, Δ labels from epoch "
+       f"{s.delta_start + 1}" if generations else
+       "  no pseudo labels: no generation is configured (the backbone alone)"),
       f"  learning rate {s.lr_values[0]:g}, steps at epochs "
       f"{_epochs(e for e in s.lr_boundaries if e < n)}",
       f"  evaluations after {_epochs(evaluations)} epochs done",
@@ -201,10 +203,10 @@ def describe_plan(s: ml_collections.ConfigDict, *, eval_every: int, checkpoint_e
   if outside:
     warnings.append(f"pseudo-label generations at epochs {outside} fall outside "
                     f"num_epochs={n}: they never run")
-  if s.pseudo_start >= last or not generations or generations[0][0] >= n:
+  if generations and (s.pseudo_start >= last or generations[0][0] >= n):
     warnings.append(f"no epoch trains with pseudo labels (from epoch {s.pseudo_start + 1}, "
                     f"num_epochs={n}): this run is the backbone alone, not GauFuse")
-  elif s.delta_start >= last:
+  elif generations and s.delta_start >= last:
     warnings.append(f"no epoch trains with Δ pseudo labels (from epoch {s.delta_start + 1}, "
                     f"num_epochs={n})")
   return "\n".join(lines), warnings
