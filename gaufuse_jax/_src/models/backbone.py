@@ -92,6 +92,23 @@ class Backbone(nn.Module):
   uses_memory: ClassVar[bool] = False
   loss_terms: ClassVar[tuple[str, ...]] = ()
 
+  def padded_inputs(self, features, valid_length):
+    """``(features, valid_length, mask)``: the inputs as arrays with their shapes checked
+    (``[B, T, D_in]`` and ``[B]``; ValueError naming the model otherwise) and the snippet mask
+    ``[B, T]``."""
+    name = type(self).__name__
+    features, valid_length = jnp.asarray(features), jnp.asarray(valid_length)
+    check_shape(name, "features", features, (None, None, None))
+    check_shape(name, "valid_length", valid_length, features.shape[:1])
+    return features, valid_length, snippet_mask(valid_length, features.shape[1])
+
+  def per_video_keys(self, dropout_keys, batch_size: int):
+    """``dropout_keys`` (one PRNG key per video), or ``batch_size`` keys split from the
+    ``"dropout"`` rng when None."""
+    if dropout_keys is None:
+      dropout_keys = jax.random.split(self.make_rng("dropout"), batch_size)
+    return dropout_keys
+
   def losses(self, outputs, labels, valid_length, hparams):
     """The model's own objective per video (no pseudo-label term).
 

@@ -25,9 +25,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from gaufuse_jax._src.models.backbone import Backbone
-from gaufuse_jax._src.models.backbone import check_shape
 from gaufuse_jax._src.models.backbone import masked
-from gaufuse_jax._src.models.backbone import snippet_mask
 from gaufuse_jax._src.models.backbone import top_k_mean
 from gaufuse_jax._src.models.backbone import video_dropout
 
@@ -97,11 +95,7 @@ class BaSNet(Backbone):
     Raises:
       ValueError: on inconsistent shapes.
     """
-    features, valid_length = jnp.asarray(features), jnp.asarray(valid_length)
-    check_shape("BaSNet", "features", features, (None, None, None))
-    b, t, _ = features.shape
-    check_shape("BaSNet", "valid_length", valid_length, (b,))
-    mask = snippet_mask(valid_length, t)
+    features, valid_length, mask = self.padded_inputs(features, valid_length)
     x = masked(features, mask)
     hidden = nn.leaky_relu(nn.Conv(self.filter_dim, (1,), name="filter_1")(x))
     weights = jnp.where(mask, jax.nn.sigmoid(nn.Conv(1, (1,), name="filter_2")(hidden)[..., 0]),
@@ -109,8 +103,8 @@ class BaSNet(Backbone):
     conv_1 = nn.Conv(self.feature_dim, (3,), padding="SAME", name="cas_1")
     conv_2 = nn.Conv(self.feature_dim, (3,), padding="SAME", name="cas_2")
     classify = nn.Conv(self.num_classes + 1, (1,), use_bias=False, name="cas_3")
-    if train and dropout_keys is None:
-      dropout_keys = jax.random.split(self.make_rng("dropout"), b)
+    if train:
+      dropout_keys = self.per_video_keys(dropout_keys, x.shape[0])
 
     def branch(inputs, index):
       h = masked(nn.leaky_relu(conv_1(inputs)), mask)

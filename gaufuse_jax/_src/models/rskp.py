@@ -30,7 +30,6 @@ from gaufuse_jax._src import pseudo_labels as pl_lib
 from gaufuse_jax._src.models import snippets as snippets_lib
 from gaufuse_jax._src.models.backbone import Backbone
 from gaufuse_jax._src.models.backbone import check_shape
-from gaufuse_jax._src.models.backbone import snippet_mask
 from gaufuse_jax._src.models.backbone import video_dropout
 
 # Epsilons of the authors' code (``model/main_branch.py``): L2 normalisation, EM / walk assignment
@@ -341,21 +340,16 @@ class RSKP(Backbone):
     Raises:
       ValueError: on inconsistent shapes.
     """
-    features, valid_length = jnp.asarray(features), jnp.asarray(valid_length)
-    check_shape("RSKP", "features", features, (None, None, None))
-    b, t, _ = features.shape
-    check_shape("RSKP", "valid_length", valid_length, (b,))
+    features, valid_length, mask = self.padded_inputs(features, valid_length)
+    b = features.shape[0]
     d, c1 = self.feature_dim, self.num_classes + 1
     xavier = nn.initializers.xavier_uniform()
 
-    mask = snippet_mask(valid_length, t)
     x = nn.Dense(d, kernel_init=xavier, bias_init=nn.initializers.zeros, name="embedding")(
         features)
     x = nn.relu(x)
     if train:
-      if dropout_keys is None:
-        dropout_keys = jax.random.split(self.make_rng("dropout"), b)
-      x = video_dropout(x, dropout_keys, self.dropout_rate)
+      x = video_dropout(x, self.per_video_keys(dropout_keys, b), self.dropout_rate)
     x = jnp.where(mask[..., None], x, 0.0)
 
     mu = self.param("mu", xavier, (self.num_tokens, d))

@@ -20,9 +20,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from gaufuse_jax._src.models.backbone import Backbone
-from gaufuse_jax._src.models.backbone import check_shape
 from gaufuse_jax._src.models.backbone import masked
-from gaufuse_jax._src.models.backbone import snippet_mask
 from gaufuse_jax._src.models.backbone import video_dropout
 
 _EPS = 1e-6
@@ -71,16 +69,10 @@ class STPN(Backbone):
     Raises:
       ValueError: on inconsistent shapes.
     """
-    features, valid_length = jnp.asarray(features), jnp.asarray(valid_length)
-    check_shape("STPN", "features", features, (None, None, None))
-    b, t, _ = features.shape
-    check_shape("STPN", "valid_length", valid_length, (b,))
-    mask = snippet_mask(valid_length, t)
+    features, valid_length, mask = self.padded_inputs(features, valid_length)
     x = nn.relu(nn.Dense(self.feature_dim, name="embedding")(features))
     if train:
-      if dropout_keys is None:
-        dropout_keys = jax.random.split(self.make_rng("dropout"), b)
-      x = video_dropout(x, dropout_keys, self.dropout_rate)
+      x = video_dropout(x, self.per_video_keys(dropout_keys, x.shape[0]), self.dropout_rate)
     x = masked(x, mask)
     hidden = nn.relu(nn.Dense(self.attention_dim, name="attention_hidden")(x))
     attention = jnp.where(
