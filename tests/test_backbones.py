@@ -77,6 +77,25 @@ def test_padding_and_batching_change_nothing(name):
       np.testing.assert_allclose(batch[3][k][b], alone[3][k][0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["stpn", "basnet"])
+def test_an_empty_batch_slot_gives_finite_losses_and_gradients(name):
+  """The last batch of an epoch pads with empty slots (no snippet, no label): their losses and
+  the gradients stay finite (the step multiplies them by 0, and NaN * 0 is NaN)."""
+  model = _model(name)
+  x, n = _videos([9, 0], 12)
+  labels = jnp.asarray([[1, 0, 1], [0, 0, 0]], jnp.float32)
+  params = model.init(jax.random.PRNGKey(0), x, n, train=False)
+
+  def total(params):
+    out = model.apply(params, x, n, train=False)
+    loss, _ = model.losses(out, labels, n, {"spl_weight": 1.0})
+    return jnp.sum(loss * jnp.array([1.0, 0.0])), loss
+
+  (_, loss), grads = jax.value_and_grad(total, has_aux=True)(params)
+  assert np.all(np.isfinite(loss))
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
 def _conv1d_same(x, kernel, bias):
   """PyTorch ``Conv1d(padding=(k-1)//2)`` on one video ``[T, Din]`` with a flax kernel
   ``[k, Din, Dout]``."""

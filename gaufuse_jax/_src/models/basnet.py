@@ -122,20 +122,21 @@ class BaSNet(Backbone):
 
   def losses(self, outputs, labels, valid_length, hparams):
     """``BCE(score_base, [y, 1]) + BCE(score_supp, [y, 0]) + 1e-4 sum_t w_t`` per video, each
-    target normalised to sum 1, the BCE averaged over classes with its logs clamped at -100 as
-    ``torch.nn.BCELoss`` (``BaSNet-pytorch/train.py:BaS_Net_loss``)."""
+    target normalised to sum 1 (an all-zero target, an empty batch slot's, stays 0), the BCE
+    averaged over classes with its logs clamped at -100 as ``torch.nn.BCELoss``
+    (``BaSNet-pytorch/train.py:BaS_Net_loss``)."""
     del hparams
     labels = jnp.asarray(labels, jnp.float32)
     ones = jnp.ones_like(labels[:, :1])
 
-    def bce(probs, target):
-      target = target / jnp.sum(target, axis=-1, keepdims=True)
+    def bce(probs, target):  # an empty batch slot has no label: its target stays 0, not NaN
+      target = target / jnp.maximum(jnp.sum(target, axis=-1, keepdims=True), 1.0)
       log_p, log_q = jnp.maximum(jnp.log(probs), -100.0), jnp.maximum(jnp.log1p(-probs), -100.0)
       return -jnp.mean(target * log_p + (1.0 - target) * log_q, axis=-1)
 
     base = bce(outputs["score_base"], jnp.concatenate([labels, ones], axis=-1))
     supp = bce(outputs["score_supp"], jnp.concatenate([labels, 0.0 * ones], axis=-1))
-    del valid_length
+    del valid_length  # padded snippets have w_t = 0
     norm = jnp.sum(outputs["weights"], axis=1)
     return base + supp + self.norm_weight * norm, {"base": base, "suppression": supp,
                                                    "norm": norm}
